@@ -46,10 +46,11 @@ def neo4j_sync_driver(neo4j_target: Neo4jTarget) -> Iterator[neo4j.Driver]:
 def _clear_graph(driver: neo4j.Driver, database: str | None) -> None:
     with driver.session(database=database) as session:
         session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
-        for record in session.run("SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"):
-            session.run(f"DROP INDEX `{record['name']}` IF EXISTS").consume()
-        for record in session.run("SHOW CONSTRAINTS YIELD name RETURN name"):
-            session.run(f"DROP CONSTRAINT `{record['name']}` IF EXISTS").consume()
+        # Constraints first: an index that backs a constraint cannot be dropped on its own.
+        for name in session.run("SHOW CONSTRAINTS YIELD name RETURN name").value():
+            session.run(f"DROP CONSTRAINT `{name}` IF EXISTS").consume()
+        for name in session.run("SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name").value():
+            session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
 
 
 @pytest.fixture
