@@ -242,6 +242,9 @@ _INPUT_INDEX_PATTERNS = (
 _REQUEST_CAP_RE = re.compile(r"requested\s+(\d+)\s+tokens?,\s*max\s+(\d+)\s+tokens?\s+per\s+request", re.I)
 _RATE_NUMBERS_RE = re.compile(r"limit\s+(\d+),\s*used\s+(\d+),\s*requested\s+(\d+)", re.IGNORECASE)
 _QUOTA_MESSAGE_RE = re.compile(r"exceeded your current quota", re.IGNORECASE)
+# OpenAI's 429 for one request above the whole per-minute limit: "Request too large for <model>
+# ... on tokens per min (TPM): Limit 30000, Requested 36000."
+_TOO_LARGE_RE = re.compile(r"request too large.*?limit\s+(\d+),\s*requested\s+(\d+)", re.IGNORECASE | re.DOTALL)
 
 
 def error_from_response(
@@ -257,6 +260,7 @@ def error_from_response(
     |-----------------------------------------|------------------------|--------------------|
     | code or type in `QUOTA_CODES`, any 4xx  | QuotaExceededError     | stop the run       |
     | 401, 403                                | AuthenticationError    | stop the run       |
+    | 429 "Request too large"                 | CapacityError          | split the request  |
     | 429                                     | RateLimitError         | pause, then retry  |
     | 408, 409, 5xx                           | ServerError            | retry with backoff |
     | 400, 422 naming a per-request cap       | CapacityError          | split the request  |
@@ -287,6 +291,15 @@ def error_from_response(
     if status in (401, 403):
         return AuthenticationError(
             f"authentication failed: {message} Check the API key and its access to this model.", **context
+        )
+    too_large = _TOO_LARGE_RE.search(message) if status == 429 else None
+    if too_large is not None:
+        capacity, amount = (int(value) for value in too_large.groups())
+        return CapacityError(
+            f"request too large: {message} Split the inputs over smaller requests.",
+            amount=amount,
+            capacity=capacity,
+            **context,
         )
     if status == 429:
         return _rate_limit_error(error, message, retry_after, context)

@@ -135,13 +135,15 @@ def parse_duration(text: str, *, now: float | None = None) -> float | None:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds in OpenAI's reset form, rounded to the millisecond: `20ms`, `1s`, `6m0s`.
+    """Format seconds in OpenAI's reset form, rounded to the millisecond: `0s`, `20ms`, `1s`, `6m0s`.
 
     Raises ValueError for a negative or non-finite value.
     """
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"duration must be a finite number of seconds >= 0, got {seconds!r}")
     total_ms = round(seconds * 1000)
+    if total_ms == 0:
+        return "0s"
     if total_ms < 1000:
         return f"{total_ms}ms"
 

@@ -191,6 +191,17 @@ def test_request_token_cap_is_capacity() -> None:
     assert error.capacity == 300_000
 
 
+def test_429_request_too_large_is_capacity() -> None:
+    message = (
+        "Request too large for text-embedding-3-small in organization org-x on tokens per min (TPM): "
+        "Limit 30000, Requested 36000. The input or output tokens must be reduced in order to run successfully."
+    )
+    error = error_from_response(429, {}, openai_body(message, code="rate_limit_exceeded", kind="tokens"))
+    assert isinstance(error, CapacityError)
+    assert error.amount == 36_000
+    assert error.capacity == 30_000
+
+
 def test_payload_too_large_is_capacity() -> None:
     assert isinstance(error_from_response(413, {}, b"Request Entity Too Large"), CapacityError)
 

@@ -237,7 +237,8 @@ def test_retry_after_body_without_hint(body: bytes | str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
-        (0.0, "0ms"),
+        (0.0, "0s"),
+        (0.0004, "0s"),
         (0.012, "12ms"),
         (1.0, "1s"),
         (360.0, "6m0s"),
