@@ -17,7 +17,8 @@ import org.neo4j.harness.Neo4jBuilders;
  *
  * <p>Usage: {@code Launcher WORKDIR PLUGIN_DIR [PORT] [DATA_DIR]}. Bolt listens on 127.0.0.1 at PORT (0 picks a free
  * port), authentication is off and the HTTP server is disabled. When the server is ready, one line
- * {@code BOLT_URI=bolt://127.0.0.1:PORT} goes to stdout. The server closes on SIGTERM or when stdin reaches end of
+ * {@code BOLT_URI=bolt://127.0.0.1:PORT} goes to stdout. The system property {@code launcher.transactionMaxBytes}
+ * sets the memory limit of one transaction ({@code db.memory.transaction.max}). The server closes on SIGTERM or when stdin reaches end of
  * file, so it also stops when the process that started it dies.
  */
 public final class Launcher {
@@ -35,6 +36,11 @@ public final class Launcher {
                 .withConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .withConfig(GraphDatabaseSettings.plugin_dir, pluginDir)
                 .withConfig(GraphDatabaseSettings.procedure_unrestricted, List.of("apoc.*"));
+        long transactionMaxBytes = Long.getLong("launcher.transactionMaxBytes", 0L);
+        if (transactionMaxBytes > 0) {
+            // A per-transaction memory limit lets tests provoke the server's "too large" error.
+            builder = builder.withConfig(GraphDatabaseSettings.memory_transaction_max_size, transactionMaxBytes);
+        }
         if (args.length > 3) {
             // A fixed data directory lets a test stop the server and start it again on the same store.
             builder = builder.withConfig(GraphDatabaseSettings.data_directory, Path.of(args[3]).toAbsolutePath());
