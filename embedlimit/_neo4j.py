@@ -20,6 +20,7 @@ import neo4j
 
 from embedlimit._clock import Clock, LoopClock
 from embedlimit._errors import ConfigurationError
+from embedlimit._vectors import Vector
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class VectorRow:
     """One vector to write to a node, with the hash of the text it was made from."""
 
     element_id: str
-    vector: Sequence[float]
+    vector: Vector | Sequence[float]
     text_hash: str
 
 
@@ -307,7 +308,7 @@ def _is_memory_error(error: neo4j.exceptions.Neo4jError) -> bool:
     return any(marker in text for marker in _MEMORY_ERROR_MARKERS)
 
 
-def _as_list(vector: Sequence[float]) -> list[float]:
+def _as_list(vector: Vector | Sequence[float]) -> list[float]:
     to_list = getattr(vector, "tolist", None)
     return to_list() if to_list is not None else list(vector)
 
