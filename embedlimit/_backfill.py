@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import neo4j
 import orjson
@@ -95,15 +96,18 @@ class DeadLetters:
     """Appends items that could not be embedded to a JSON Lines file, one object per line.
 
     Each line has `node_id` (the element id), `key` (the sort key value), `reason`, `error` (the
-    exception class) and `attempts`. Lines are flushed as they are written, so a crash loses none.
+    exception class) and `attempts`, plus what `replay()` needs to fetch the text again: `label`,
+    `text_property` or `text_template`, `embedding_property` and `store_hash`. Lines are flushed as
+    they are written, so a crash loses none.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, target: GraphTarget | None = None) -> None:
         self.path = path
         self.count = 0
+        self._context = _target_context(target) if target is not None else {}
         self._handle = open(path, "ab") if path is not None else None  # noqa: SIM115
 
-    def add(self, node: NodeText, result: EmbeddingResult[NodeText]) -> None:
+    def add(self, node: NodeText, result: EmbeddingResult[NodeText], attempts: int = 1) -> None:
         self.count += 1
         if self._handle is None:
             return
@@ -113,7 +117,8 @@ class DeadLetters:
             "key": node.key if isinstance(node.key, (str, int, float)) else str(node.key),
             "reason": result.reason,
             "error": type(error).__name__ if error is not None else None,
-            "attempts": getattr(error, "attempt", None) or 1,
+            "attempts": attempts,
+            **self._context,
         }
         self._handle.write(orjson.dumps(record) + b"\n")
         self._handle.flush()
@@ -121,6 +126,16 @@ class DeadLetters:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _target_context(target: GraphTarget) -> dict[str, Any]:
+    return {
+        "label": target.label,
+        "text_property": target.text.property_name,
+        "text_template": target.text.template,
+        "embedding_property": target.embedding_property,
+        "store_hash": target.hash_property is not None,
+    }
 
 
 @dataclass(frozen=True)
@@ -223,7 +238,7 @@ async def backfill(
     _check_sizes(batch_size, write_concurrency)
     source = NodeSource(driver, target, page_size=page_size, refresh_stale=refresh_stale)
     progress = BackfillProgress(total=await source.count() if count_first else None)
-    dead_letters = DeadLetters(Path(dead_letter_path) if dead_letter_path is not None else None)
+    dead_letters = DeadLetters(Path(dead_letter_path) if dead_letter_path is not None else None, target)
     logger.info("backfill of :%s.%s started; %s nodes selected", label, embedding_property,
                 "?" if progress.total is None else progress.total)
     try:
@@ -247,7 +262,8 @@ def _check_sizes(batch_size: int, write_concurrency: int) -> None:
 async def _items(source: NodeSource) -> AsyncIterator[tuple[NodeText, str]]:
     async for page in source.pages():
         for node in page:
-            yield node, node.text  # type: ignore[misc]
+            # Non-string texts are passed on unchanged so that the embedder reports them per item.
+            yield node, cast(str, node.text)
 
 
 async def _run(source: NodeSource, embedder: Embedder, sink: VectorSink, dead_letters: DeadLetters,

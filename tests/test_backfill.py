@@ -12,6 +12,7 @@ import pytest
 from embedlimit._backfill import BackfillProgress, backfill, minimum_seconds
 from embedlimit._embedder import Embedder
 from embedlimit._errors import ConfigurationError, QuotaExceededError
+from embedlimit._replay import replay
 from embedlimit.testing import Simulator, expected_vector
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.timeout(120)]
@@ -156,3 +157,45 @@ def test_minimum_seconds_binding_limit() -> None:
     assert minimum_seconds(1000, 6000, 1_000_000, 3000) == 120.0
     assert minimum_seconds(1000, 10, None, None) is None
     assert BackfillProgress().elapsed >= 0
+
+
+async def test_replay_embeds_fixed_texts(
+    neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
+) -> None:
+    await _create_docs(neo4j_driver, 10)
+    await neo4j_driver.execute_query("MATCH (d:Doc) WHERE d.uid IN [2, 5, 8] SET d.body = ''")
+    dead_letter_path = tmp_path / "dead.jsonl"
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        await backfill(neo4j_driver, embedder, "Doc", "body", key_property="uid", dead_letter_path=dead_letter_path)
+    await neo4j_driver.execute_query("MATCH (d:Doc) WHERE d.uid IN [2, 5] SET d.body = 'fixed ' + d.uid")
+    await neo4j_driver.execute_query("MATCH (d:Doc {uid: 8}) DELETE d")
+
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        report = await replay(neo4j_driver, embedder, dead_letter_path)
+
+    assert report.embedded == 2
+    assert report.missing == 1
+    assert report.failed == 0
+    assert dead_letter_path.read_bytes() == b""
+    vectors = await _vectors(neo4j_driver)
+    assert vectors["fixed 2"] == pytest.approx(expected_vector("fixed 2", MODEL), abs=1e-6)
+
+
+async def test_replay_keeps_items_failing_again(
+    neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
+) -> None:
+    await _create_docs(neo4j_driver, 4)
+    await neo4j_driver.execute_query("MATCH (d:Doc {uid: 1}) SET d.body = ' '")
+    dead_letter_path = tmp_path / "dead.jsonl"
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        await backfill(neo4j_driver, embedder, "Doc", "body", dead_letter_path=dead_letter_path)
+
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        report = await replay(neo4j_driver, embedder, dead_letter_path)
+
+    assert report.embedded == 0
+    assert report.failed == 1
+    lines = [orjson.loads(line) for line in dead_letter_path.read_bytes().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["attempts"] == 2
+    assert lines[0]["label"] == "Doc"
