@@ -47,12 +47,16 @@ def test_numpy_and_stdlib_agree() -> None:
             assert difference.max() <= 1e-6
 
 
-def test_base64_rows_agree_across_paths() -> None:
-    with_numpy = compute_vectors(TEXTS[:2], 1536, use_numpy=True).base64_rows()
-    without_numpy = compute_vectors(TEXTS[:2], 1536, use_numpy=False).base64_rows()
-    for fast, slow in zip(with_numpy, without_numpy, strict=True):
+@pytest.mark.parametrize("dimensions", [None, 100, 1])
+def test_base64_rows_agree_across_paths(dimensions: int | None) -> None:
+    with_numpy = compute_vectors(TEXTS, 1536, dimensions, use_numpy=True)
+    without_numpy = compute_vectors(TEXTS, 1536, dimensions, use_numpy=False)
+    fast_rows, slow_rows = with_numpy.base64_rows(), without_numpy.base64_rows()
+    assert len(fast_rows) == len(TEXTS)
+    for index, (fast, slow) in enumerate(zip(fast_rows, slow_rows, strict=True)):
         fast_values = numpy.frombuffer(base64.b64decode(fast), dtype="<f4")
         slow_values = numpy.frombuffer(base64.b64decode(slow), dtype="<f4")
+        assert fast_values.tolist() == with_numpy.row(index)
         assert numpy.abs(fast_values - slow_values).max() <= 1e-6
 
 
