@@ -1,8 +1,8 @@
 """Durations written the way OpenAI and Azure OpenAI write them in rate-limit headers and messages.
 
 OpenAI's rate-limits guide shows `x-ratelimit-reset-requests: 1s` and
-`x-ratelimit-reset-tokens: 6m0s`, and live responses carry values such as `12ms`; 429 messages
-say "Please try again in 4.585s" or "in 240ms". The shape matches Go's `time.Duration.String()`
+`x-ratelimit-reset-tokens: 6m0s`, and live responses carry values such as `12ms`. 429 messages
+read "Please try again in 4.585s" or "in 240ms". The shape matches Go's `time.Duration.String()`
 rounded to whole milliseconds: below one second a count of milliseconds, from one second up
 hours, minutes and seconds with up to three decimals and no trailing zeros.
 """

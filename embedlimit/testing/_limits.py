@@ -3,8 +3,8 @@
 Rules and their sources:
 
 - OpenAI's rate-limits guide measures limits in requests and tokens per minute (RPM, TPM) and
-  describes `x-ratelimit-reset-*` as the time until the limit is back to its full state; a forum
-  answer there explains a 12 ms reset as continuous refill. So each limit is a bucket of
+  describes `x-ratelimit-reset-*` as the time until the limit is back to its full state. A forum
+  reply on OpenAI's community site explains a 12 ms reset as continuous refill. So each limit is a bucket of
   `capacity` = the per-minute limit that refills at `limit / 60` per second.
 - The same guide warns that limits may be enforced over shorter periods: 60,000 RPM as 1,000
   requests per second, 60 RPM as 1 per second. With `request_window=w`, at most
@@ -79,7 +79,7 @@ class RequestWindow:
 
     @classmethod
     def for_rpm(cls, rpm: int, length: float) -> RequestWindow:
-        """The window OpenAI's quantisation implies: `ceil(rpm / 60 * length)` requests per window."""
+        """Build the window that OpenAI's quantisation implies: `ceil(rpm / 60 * length)` requests."""
         return cls(max(1, math.ceil(rpm / 60.0 * length - _EPSILON)), length)
 
     def delay(self, now: float) -> float:
@@ -216,8 +216,8 @@ class RateLimits:
 class QuotaBook:
     """Per-key billing quota: a token budget per key, and a switch that a test flips at run time.
 
-    OpenAI answers 429 `insufficient_quota` once a key's organisation has no credit left, and
-    retrying does not help. A key is out of quota once its accepted tokens reach `budget`
+    OpenAI responds with 429 `insufficient_quota` once a key's organisation has no credit left,
+    and retrying does not help. A key is out of quota once its accepted tokens reach `budget`
     (the request that crosses the budget is still served, as billing lags usage).
     """
 

@@ -124,7 +124,7 @@ class EmbeddingPayload:
 def build_embedding_payload(
     request: EmbeddingRequest, vectors: VectorBatch, *, base64: bool, fault: FaultKind | None, faults: Faults
 ) -> EmbeddingPayload:
-    """Build the embeddings list, damaged as `fault` says when it is a body fault."""
+    """Build the embeddings list, damaged by `fault` when it is a body fault."""
     rows = vectors.base64_rows() if base64 else vectors.float_rows()
     data: list[dict[str, Any]] = [
         {"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)

@@ -8,111 +8,34 @@ Routes:
 - `GET /stats` returns the counters as JSON (`?inputs=1` adds the per-text counts), and
   `POST /stats/reset` zeroes them. These two need no key.
 
-A request goes through these steps, and stops at the first that fails: authentication (401),
-body validation (400 or 404), the key's quota (429 `insufficient_quota`), the rate limits
-(429 `rate_limit_exceeded`), the simulated latency, a fault if one is due, and the embeddings.
+A request goes through these steps and stops at the first that fails:
+
+1. authentication (401);
+2. body validation (400, or 404 for an unknown model);
+3. the key's quota (429 `insufficient_quota`);
+4. the rate limits (429 `rate_limit_exceeded`);
+5. the simulated latency, then a fault if one is due, then the embeddings.
+
 Every response after authentication carries the `x-ratelimit-*` headers, except the 502 fault,
 which stands for a proxy in front of the API.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
-import random
-import socket
-import struct
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from embedlimit._clock import Clock
 from embedlimit.testing._config import SimulatorConfig
-from embedlimit.testing._faults import FaultKind, Faults
-from embedlimit.testing._limits import LimitDecision, QuotaBook, RateLimits
-from embedlimit.testing._responses import (
-    auth_error,
-    azure_rate_limit_body,
-    build_embedding_payload,
-    quota_error,
-    rate_limit_error,
-    rate_limit_headers,
-    retry_after_headers,
-)
-from embedlimit.testing._stats import StatsRecorder
-from embedlimit.testing._validation import ApiError, EmbeddingRequest, parse_embedding_request
-from embedlimit.testing._vectors import compute_vectors
+from embedlimit.testing._exchange import NO_RESPONSE, Exchange
+from embedlimit.testing._state import STATE_KEY, SimulatorState
 
 __all__ = ["STATE_KEY", "SimulatorState", "create_app"]
 
 logger = logging.getLogger(__name__)
-
-NO_RESPONSE = 0
-"""The status under which `requests_by_status` counts a connection reset without a response."""
-
-_SERVER_ERRORS = {
-    FaultKind.HTTP_500: (500, "The server had an error while processing your request. Sorry about that!"),
-    FaultKind.HTTP_503: (503, "The engine is currently overloaded, please try again later."),
-}
-_BAD_GATEWAY_HTML = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
-)
-_BODY_FAULTS = {
-    FaultKind.MALFORMED_JSON,
-    FaultKind.MISSING_VECTORS,
-    FaultKind.SHUFFLED_INDEX,
-    FaultKind.NAN_VECTOR,
-    FaultKind.NULL_VECTOR,
-    FaultKind.EMPTY_VECTOR,
-}
-
-
-class SimulatorState:
-    """The mutable state behind one simulator application: clock, limits, quota, faults, counters."""
-
-    def __init__(self, config: SimulatorConfig) -> None:
-        self.config = config
-        self.clock: Clock = config.make_clock()
-        self.faults = Faults(config.fault_rates, seed=config.seed, hang_delay=config.hang_delay)
-        self.quota = QuotaBook(config.quota_tokens)
-        self.stats = StatsRecorder(track_inputs=config.track_inputs)
-        self.closing = asyncio.Event()
-        self._latency_random = random.Random(config.seed)
-        self._limits: dict[str, RateLimits] = {}
-
-    def limits_for(self, key: str) -> RateLimits:
-        """Return the limits that apply to `key`: the organisation's, or the key's own."""
-        scope = key if self.config.limit_scope == "key" else ""
-        limits = self._limits.get(scope)
-        if limits is None:
-            limits = RateLimits(
-                self.config.rpm,
-                self.config.tpm,
-                self.clock.now(),
-                request_window=self.config.request_window,
-                count_rejected=self.config.count_rejected,
-            )
-            self._limits[scope] = limits
-        return limits
-
-    def reset_limits(self) -> None:
-        """Refill every bucket and empty every request window, as if no request had been sent."""
-        self._limits.clear()
-
-    def latency(self, tokens: int) -> float:
-        """Draw the simulated processing time of a request of `tokens` input tokens, in seconds."""
-        config = self.config
-        jitter = config.latency_jitter * self._latency_random.random() if config.latency_jitter else 0.0
-        return config.latency_base + config.latency_per_token * tokens + jitter
-
-    def known_key(self, key: str) -> bool:
-        return self.config.keys is None or key in self.config.keys
-
-
-STATE_KEY = web.AppKey("embedlimit_simulator_state", SimulatorState)
 
 
 def create_app(config: SimulatorConfig | None = None, /, **options: Any) -> web.Application:
@@ -136,8 +59,6 @@ def create_app(config: SimulatorConfig | None = None, /, **options: Any) -> web.
 
 
 def _replace_config(config: SimulatorConfig, options: dict[str, Any]) -> SimulatorConfig:
-    import dataclasses
-
     return dataclasses.replace(config, **options)
 
 
@@ -187,13 +108,12 @@ async def _handle_stats_reset(request: web.Request) -> web.Response:
     request.app[STATE_KEY].stats.reset()
     return web.Response(body=b'{"reset": true}', content_type="application/json")
 
-
 async def _serve(
     request: web.Request, key: str, *, model_override: str | None, azure_path: bool
 ) -> web.StreamResponse:
     """Serve one embeddings request, keeping the in-flight count and the status counters."""
     state = request.app[STATE_KEY]
-    exchange = _Exchange(request, state, key, azure_path=azure_path)
+    exchange = Exchange(request, state, key, azure_path=azure_path)
     state.stats.request_started()
     status = NO_RESPONSE
     try:
@@ -203,157 +123,3 @@ async def _serve(
     finally:
         state.stats.request_finished(status)
         logger.debug("request %s: status %s, %.1f ms simulated", exchange.request_id, status, exchange.elapsed_ms())
-
-
-class _Exchange:
-    """One request and the response being built for it."""
-
-    def __init__(self, request: web.Request, state: SimulatorState, key: str, *, azure_path: bool) -> None:
-        self.request = request
-        self.state = state
-        self.key = key
-        config = state.config
-        self.azure_style = config.azure_style if config.azure_style is not None else azure_path
-        self.request_id = f"req_{uuid.uuid4().hex}"
-        self.started_at = state.clock.now()
-        self.reset = False
-        self.limit_headers: dict[str, str] = {}
-
-    def elapsed_ms(self) -> float:
-        return max(0.0, self.state.clock.now() - self.started_at) * 1000.0
-
-    async def respond(self, model_override: str | None) -> web.StreamResponse:
-        """Run the steps of the module docstring and return the response."""
-        state = self.state
-        if not self.key or not state.known_key(self.key):
-            return self.error(auth_error(missing=not self.key))
-
-        limits = state.limits_for(self.key)
-        try:
-            parsed = parse_embedding_request(
-                await self.request.read(), state.config.models, state.config.rules, model_override=model_override
-            )
-        except ApiError as error:
-            limits.record_failed_request(state.clock.now())
-            self.limit_headers = self._headers_for(limits)
-            return self.error(error)
-
-        if state.quota.is_exhausted(self.key):
-            state.stats.rate_limited("insufficient_quota")
-            self.limit_headers = self._headers_for(limits)
-            return self.error(quota_error())
-
-        decision = limits.admit(parsed.total_tokens, state.clock.now())
-        self.limit_headers = self._snapshot_headers(decision)
-        if not decision.accepted:
-            return self.rate_limited(decision, parsed)
-        return await self.embed(parsed)
-
-    async def embed(self, parsed: EmbeddingRequest) -> web.StreamResponse:
-        """Charge the quota, wait the latency, apply a fault if one is due, send the vectors."""
-        state = self.state
-        state.quota.record(self.key, parsed.total_tokens)
-        state.stats.tokens_charged(parsed.total_tokens)
-        await _sleep_unless_closing(state, state.latency(parsed.total_tokens))
-
-        fault = state.faults.next_fault()
-        if fault is not None:
-            state.stats.fault_injected(fault.value)
-            logger.debug("request %s: injecting fault %s", self.request_id, fault.value)
-            early = await self.apply_transport_fault(fault)
-            if early is not None:
-                return early
-        return self.vectors_response(parsed, fault)
-
-    async def apply_transport_fault(self, fault: FaultKind) -> web.StreamResponse | None:
-        """Send a 5xx or reset the connection, or wait out a HANG; return None when the body is still due."""
-        if fault in _SERVER_ERRORS:
-            status, message = _SERVER_ERRORS[fault]
-            return self.error(ApiError(status, message, error_type="server_error"))
-        if fault is FaultKind.HTTP_502:
-            return web.Response(text=_BAD_GATEWAY_HTML, status=502, content_type="text/html")
-        if fault is FaultKind.CONNECTION_RESET:
-            self.reset = True
-            _reset_connection(self.request)
-            return web.Response(status=500)
-        if fault is FaultKind.HANG:
-            await _sleep_unless_closing(self.state, self.state.faults.hang_delay)
-        return None
-
-    def vectors_response(self, parsed: EmbeddingRequest, fault: FaultKind | None) -> web.Response:
-        config = self.state.config
-        vectors = compute_vectors(parsed.texts, parsed.model.dimension, parsed.dimensions)
-        use_base64 = parsed.encoding_format == "base64" and config.honor_encoding_format
-        body_fault = fault if fault in _BODY_FAULTS else None
-        payload = build_embedding_payload(
-            parsed, vectors, base64=use_base64, fault=body_fault, faults=self.state.faults
-        )
-        self.state.stats.inputs_delivered(parsed.texts[index] for index in payload.delivered)
-        headers = self.common_headers() | {"openai-model": parsed.model.name}
-        return web.Response(body=payload.body, status=200, content_type="application/json", headers=headers)
-
-    def rate_limited(self, decision: LimitDecision, parsed: EmbeddingRequest) -> web.Response:
-        assert decision.limit_type is not None
-        self.state.stats.rate_limited(decision.limit_type)
-        extra = {}
-        if self.state.config.retry_after_headers and not decision.too_large:
-            extra = retry_after_headers(decision.delay)
-        if self.azure_style:
-            body = azure_rate_limit_body(decision, self._api_version())
-            return self.json_response(429, body, extra)
-        error = rate_limit_error(decision, parsed.model.name, self.state.config.organization)
-        return self.error(error, extra)
-
-    def error(self, error: ApiError, extra_headers: dict[str, str] | None = None) -> web.Response:
-        return self.json_response(error.status, error.body(), extra_headers)
-
-    def json_response(self, status: int, body: Any, extra_headers: dict[str, str] | None = None) -> web.Response:
-        headers = self.common_headers() | (extra_headers or {})
-        return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
-
-    def common_headers(self) -> dict[str, str]:
-        headers = {
-            "x-request-id": self.request_id,
-            "openai-processing-ms": str(round(self.elapsed_ms())),
-            "openai-organization": self.state.config.organization,
-            "openai-version": "2020-10-01",
-        }
-        return headers | self.limit_headers
-
-    def _snapshot_headers(self, decision: LimitDecision) -> dict[str, str]:
-        if not self.state.config.rate_limit_headers:
-            return {}
-        return rate_limit_headers(decision.snapshot, azure_style=self.azure_style)
-
-    def _headers_for(self, limits: RateLimits) -> dict[str, str]:
-        if not self.state.config.rate_limit_headers:
-            return {}
-        return rate_limit_headers(limits.snapshot(self.state.clock.now()), azure_style=self.azure_style)
-
-    def _api_version(self) -> str:
-        return self.request.query.get("api-version", self.state.config.azure_api_version)
-
-
-async def _sleep_unless_closing(state: SimulatorState, delay: float) -> None:
-    """Sleep `delay` seconds on the simulator's clock, but wake up when the server shuts down."""
-    if delay <= 0:
-        return
-    sleeper = asyncio.ensure_future(state.clock.sleep(delay))
-    closer = asyncio.ensure_future(state.closing.wait())
-    try:
-        await asyncio.wait({sleeper, closer}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sleeper, closer):
-            task.cancel()
-        await asyncio.gather(sleeper, closer, return_exceptions=True)
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Close the connection with a TCP reset (SO_LINGER 0) instead of a response."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()

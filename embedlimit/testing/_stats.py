@@ -46,8 +46,8 @@ class SimulatorStats:
 class StatsRecorder:
     """The mutable counters behind `SimulatorStats`.
 
-    With `track_inputs`, each embedded text is counted under `input_key(text)`; that map grows by
-    one entry of about 100 bytes per distinct text, so it is off for very long runs.
+    With `track_inputs`, each embedded text is counted under `input_key(text)`. That map grows by
+    one entry of about 100 bytes per distinct text, so turn it off for runs of many millions.
     """
 
     def __init__(self, *, track_inputs: bool = True) -> None:
