@@ -337,7 +337,7 @@ def minimum_seconds(tokens: int, requests: int, tokens_per_minute: float | None,
 def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLetters,
             index: VectorIndex | None, stopped: FatalError | None) -> BackfillReport:
     metrics = embedder.metrics()
-    tokens_per_minute, requests_per_minute = _known_limits(embedder)
+    tokens_per_minute, requests_per_minute = known_limits(embedder)
     return BackfillReport(
         embedded=progress.embedded,
         failed=progress.failed,
@@ -355,7 +355,7 @@ def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLe
     )
 
 
-def _known_limits(embedder: Embedder) -> tuple[float | None, float | None]:
+def known_limits(embedder: Embedder) -> tuple[float | None, float | None]:
     """Return the (tokens, requests) per-minute limits given or learned, summed over the keys.
 
     NOTE: keys that share one organisation's limits are summed too, which overstates the limit
@@ -367,4 +367,4 @@ def _known_limits(embedder: Embedder) -> tuple[float | None, float | None]:
     return (tokens or None, requests or None)
 
 
-__all__ = ["BackfillProgress", "BackfillReport", "DeadLetters", "backfill", "minimum_seconds"]
+__all__ = ["BackfillProgress", "BackfillReport", "DeadLetters", "backfill", "known_limits", "minimum_seconds"]

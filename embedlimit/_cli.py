@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedlimit._cli_jobs import add_job_parsers
 from embedlimit._version import __version__
 
 if TYPE_CHECKING:
@@ -31,20 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"embedlimit {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    backfill = subcommands.add_parser(
-        "backfill",
-        help="embed every node of a label that lacks a vector (not built yet)",
-        description="Not built yet. It will stream the nodes of a label that lack a vector, "
-        "embed their text at the rate the API allows, and write the vectors back in batches.",
-    )
-    backfill.set_defaults(handler=_run_not_built)
+    add_job_parsers(subcommands)
     _add_simulate_parser(subcommands)
     return parser
-
-
-def _run_not_built(args: argparse.Namespace) -> int:
-    print(f"embedlimit {args.command}: not built yet in {__version__}.", file=sys.stderr)
-    return 2
 
 
 def _add_simulate_parser(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
