@@ -363,14 +363,16 @@ async def test_quota_budget_exhausts_key(session: aiohttp.ClientSession, clock: 
 
 
 async def test_quota_switch_at_run_time(session: aiohttp.ClientSession, clock: ManualClock) -> None:
-    async with Simulator(keys=[KEY], clock=clock) as sim:
+    async with Simulator(keys=[KEY], clock=clock, rpm=60, request_window=None) as sim:
         sim.set_quota_exhausted(KEY, True)
         blocked = await _embed(session, sim, input="a")
         sim.set_quota_exhausted(KEY, False)
         served = await _embed(session, sim, input="a")
     assert blocked.status == 429
     assert blocked.error["code"] == "insufficient_quota"
+    assert blocked.headers["x-ratelimit-remaining-requests"] == "59"
     assert served.status == 200
+    assert served.headers["x-ratelimit-remaining-requests"] == "58"
 
 
 async def test_latency_in_simulated_time(session: aiohttp.ClientSession, clock: ManualClock) -> None:

@@ -87,6 +87,7 @@ class Exchange:
 
         if state.quota.is_exhausted(self.key):
             state.stats.rate_limited("insufficient_quota")
+            limits.record_failed_request(state.clock.now())
             self.limit_headers = self._headers_for(limits)
             return self.error(quota_error())
 
