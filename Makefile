@@ -31,8 +31,9 @@ neo4j-build: $(STAMP)
 pytest: $(STAMP) neo4j-build
 	$(BIN)/python -m pytest
 
+# make run FILE=../shared/data/debian-packages.jsonl.gz embeds the full file instead of the sample.
 run: $(STAMP)
-	$(BIN)/embedlimit backfill
+	$(BIN)/python examples/debian_backfill.py $(FILE)
 
 clean:
 	rm -rf $(VENV) tests/neo4j/target .mypy_cache .ruff_cache .pytest_cache

@@ -55,6 +55,7 @@ class BackfillProgress:
     written_batches: int = 0
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
+    clock_started: float = 0.0
 
     @property
     def elapsed(self) -> float:
@@ -69,8 +70,10 @@ class BackfillReport:
     `embedded` nodes got a vector that committed; `failed` items could not be embedded and went to
     the dead-letter file; `stopped` is the fatal error that ended the run early, None when the run
     finished. Token, request and cost figures come from the embedder's metrics; the cost is an
-    estimate from its price table. `minimum_seconds` is the lower bound on the time the rate
-    limits allow for the tokens and requests sent, None when the limits are unknown.
+    estimate from its price table. `wall_seconds` is real time; `clock_seconds` is the same run on
+    the embedder's clock, which differs only under a `ScaledClock`. `minimum_seconds`, on that
+    clock, is the lower bound the rate limits allow for the tokens and requests sent, None when
+    the limits are unknown.
     """
 
     embedded: int
@@ -81,6 +84,7 @@ class BackfillReport:
     rate_limited: int
     estimated_cost_usd: float | None
     wall_seconds: float
+    clock_seconds: float
     minimum_seconds: float | None
     dead_letter_path: Path | None
     index: VectorIndex | None = None
@@ -237,7 +241,8 @@ async def backfill(
     )
     _check_sizes(batch_size, write_concurrency)
     source = NodeSource(driver, target, page_size=page_size, refresh_stale=refresh_stale)
-    progress = BackfillProgress(total=await source.count() if count_first else None)
+    progress = BackfillProgress(total=await source.count() if count_first else None,
+                                clock_started=embedder.clock.now())
     dead_letters = DeadLetters(Path(dead_letter_path) if dead_letter_path is not None else None, target)
     logger.info("backfill of :%s.%s started; %s nodes selected", label, embedding_property,
                 "?" if progress.total is None else progress.total)
@@ -347,6 +352,7 @@ def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLe
         rate_limited=sum(metrics.rate_limited.values()),
         estimated_cost_usd=metrics.estimated_cost_usd,
         wall_seconds=progress.elapsed,
+        clock_seconds=embedder.clock.now() - progress.clock_started,
         minimum_seconds=minimum_seconds(metrics.tokens, metrics.succeeded_requests, tokens_per_minute,
                                         requests_per_minute),
         dead_letter_path=dead_letters.path,
