@@ -98,7 +98,9 @@ class KeyPool:
         error_type = type(last) if isinstance(last, AuthenticationError | QuotaExceededError) else FatalError
         if last is None:
             return error_type(message)
-        return error_type(message, status=last.status, code=last.code, request_id=last.request_id)
+        error = error_type(message, status=last.status, code=last.code, request_id=last.request_id)
+        error.__cause__ = last  # the server's own message for the last key retired
+        return error
 
 
 def _reason(error: FatalError) -> str:

@@ -73,37 +73,32 @@ class RequestRunner:
 
     async def run(self, pieces: Sequence[Piece]) -> list[Outcome]:
         """Embed `pieces` and return one outcome per piece, in order."""
-        budget = [self.max_isolation_requests]
+        budget = _IsolationBudget(self.max_isolation_requests)
         return await self._run_isolating(list(pieces), budget)
 
-    async def _run_isolating(self, pieces: list[Piece], budget: list[int]) -> list[Outcome]:
+    async def _run_isolating(self, pieces: list[Piece], budget: _IsolationBudget) -> list[Outcome]:
         try:
             vectors: list[Outcome] = list(await self._run_with_retries(pieces))
         except InputError as error:
+            if len(pieces) == 1:
+                return [error]
             return await self._isolate(pieces, error, budget)
         return vectors
 
-    async def _isolate(self, pieces: list[Piece], error: InputError, budget: list[int]) -> list[Outcome]:
+    async def _isolate(self, pieces: list[Piece], error: InputError, budget: _IsolationBudget) -> list[Outcome]:
         """Split a rejected batch and send the parts, until each rejected input is alone.
 
         An error that names an input index isolates that input at once; otherwise the batch is
-        halved. `budget` bounds the extra requests, so a rejection that concerns the whole
-        request (such as an unsupported parameter) cannot turn into thousands of them.
+        halved. The budget bounds the extra requests, so a rejection that concerns the whole
+        request (such as an unsupported parameter) cannot turn into thousands of them. Inputs
+        left when it runs out fail with the batch's error.
         """
-        if len(pieces) == 1:
-            return [error]
-        if budget[0] <= 0:
-            logger.warning(
-                "stopped isolating rejected inputs after %d extra requests; failing the %d inputs left",
-                self.max_isolation_requests,
-                len(pieces),
-            )
-            return [error] * len(pieces)
-
         outcomes: list[Outcome | None] = [None] * len(pieces)
         for positions in _split_positions(len(pieces), error):
-            budget[0] -= 1
-            part = await self._run_isolating([pieces[position] for position in positions], budget)
+            if budget.take():
+                part = await self._run_isolating([pieces[position] for position in positions], budget)
+            else:
+                part = [error] * len(positions)
             for position, outcome in zip(positions, part, strict=True):
                 outcomes[position] = outcome
         return outcomes  # type: ignore[return-value]
@@ -227,6 +222,28 @@ class RequestRunner:
             key.fingerprint,
             response.request_id if response is not None else None,
         )
+
+
+class _IsolationBudget:
+    """The extra requests that isolating rejected inputs may still send for one batch."""
+
+    def __init__(self, requests: int) -> None:
+        self.initial = requests
+        self.remaining = requests
+
+    def take(self) -> bool:
+        """Use one request, or return False (with one WARNING) when none is left."""
+        if self.remaining > 0:
+            self.remaining -= 1
+            return True
+        if self.remaining == 0:
+            self.remaining = -1
+            logger.warning(
+                "stopped isolating rejected inputs after %d extra requests; the inputs left fail with the "
+                "request's error (raise max_isolation_requests to isolate further)",
+                self.initial,
+            )
+        return False
 
 
 def _split_positions(count: int, error: InputError) -> list[list[int]]:
