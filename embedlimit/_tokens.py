@@ -27,8 +27,6 @@ class Encoding(Protocol):
 
     def encode_ordinary(self, text: str) -> list[int]: ...
 
-    def encode_ordinary_batch(self, texts: Sequence[str], *, num_threads: int = ...) -> list[list[int]]: ...
-
     def decode(self, tokens: Sequence[int]) -> str: ...
 
 
@@ -72,8 +70,13 @@ def count_tokens(text: str) -> int:
 
 
 def count_tokens_batch(texts: Sequence[str]) -> list[int]:
-    """Count the tokens of many texts; faster than `count_tokens` in a loop."""
+    """Count the tokens of many texts.
+
+    A plain loop: tiktoken's `encode_ordinary_batch` hands the texts to a thread pool, which took
+    29 ms against 11 ms for this loop on 2,048 texts of about 15 tokens (2-core machine).
+    """
     encoding = get_encoding()
     if encoding is None:
         return [estimate_tokens(text) for text in texts]
-    return [len(tokens) for tokens in encoding.encode_ordinary_batch(texts, num_threads=2)]
+    encode = encoding.encode_ordinary
+    return [len(encode(text)) for text in texts]

@@ -29,17 +29,19 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield sim
 
 
-def _environment(target: Neo4jTarget, sim: Simulator) -> dict[str, str]:
+def _environment(target: Neo4jTarget, sim: Simulator, cwd: Path) -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("NEO4J_", "OPENAI_"))}
-    environment.update(NEO4J_URI=target.uri, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=sim.base_url)
+    environment.update(NEO4J_URI=target.uri, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=sim.base_url,
+                       EMBEDLIMIT_TEST_CWD=str(cwd))
     if target.auth is not None:
         environment.update(NEO4J_USERNAME=target.auth[0], NEO4J_PASSWORD=target.auth[1])
     return environment
 
 
 async def _embedlimit(environment: dict[str, str], *arguments: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    # The working folder is a temporary one, where the default dead-letter file lands.
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "embedlimit", *arguments, env=environment,
+        sys.executable, "-m", "embedlimit", *arguments, env=environment, cwd=environment["EMBEDLIMIT_TEST_CWD"],
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
@@ -54,7 +56,7 @@ BACKFILL = ("backfill", "--label", "Package", "--text-template", "{summary}\\n\\
 async def test_load_and_backfill_sample(
     clean_neo4j: Neo4jTarget, neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
 ) -> None:
-    environment = _environment(clean_neo4j, simulator)
+    environment = _environment(clean_neo4j, simulator, tmp_path)
     code, stdout, stderr = await _embedlimit(environment, "load-debian", str(SAMPLE), "--json")
     assert code == 0, stderr
     assert orjson.loads(stdout)["packages"] == 500
@@ -77,9 +79,9 @@ async def test_load_and_backfill_sample(
 
 
 async def test_backfill_dry_run_sends_nothing(
-    clean_neo4j: Neo4jTarget, neo4j_driver: neo4j.AsyncDriver, simulator: Simulator
+    clean_neo4j: Neo4jTarget, neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
 ) -> None:
-    environment = _environment(clean_neo4j, simulator)
+    environment = _environment(clean_neo4j, simulator, tmp_path)
     await _embedlimit(environment, "load-debian", str(SAMPLE))
 
     code, stdout, stderr = await _embedlimit(environment, *BACKFILL, "--dry-run", "--tpm", "1000000",
@@ -97,7 +99,7 @@ async def test_backfill_dry_run_sends_nothing(
 async def test_backfill_quota_exit_code_and_resume(
     clean_neo4j: Neo4jTarget, simulator: Simulator, tmp_path: Path
 ) -> None:
-    environment = _environment(clean_neo4j, simulator)
+    environment = _environment(clean_neo4j, simulator, tmp_path)
     await _embedlimit(environment, "load-debian", str(SAMPLE))
     simulator.set_quota_exhausted(KEY, True)
 
@@ -112,8 +114,8 @@ async def test_backfill_quota_exit_code_and_resume(
     assert orjson.loads(stdout)["embedded"] == 500
 
 
-async def test_backfill_usage_errors(clean_neo4j: Neo4jTarget, simulator: Simulator) -> None:
-    environment = _environment(clean_neo4j, simulator)
+async def test_backfill_usage_errors(clean_neo4j: Neo4jTarget, simulator: Simulator, tmp_path: Path) -> None:
+    environment = _environment(clean_neo4j, simulator, tmp_path)
 
     code, _, stderr = await _embedlimit(environment, "backfill", "--label", "Package")
     assert code == 2
@@ -137,11 +139,11 @@ async def test_backfill_killed_then_resumed(
     )
     # Slow enough (100 requests per simulated minute) that the kill lands mid-run.
     async with Simulator(rpm=600, tpm=1_000_000, keys=[KEY], time_scale=60.0) as sim:
-        environment = _environment(clean_neo4j, sim)
+        environment = _environment(clean_neo4j, sim, tmp_path)
         arguments = ("backfill", "--label", "Doc", "--text-property", "body", "--key-property", "uid",
                      "--batch-size", "50", "--rpm", "600", "--clock-scale", "60", "--json")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "embedlimit", *arguments, "--max-concurrency", "4", env=environment,
+            sys.executable, "-m", "embedlimit", *arguments, "--max-concurrency", "4", env=environment, cwd=tmp_path,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
         await _wait_for_vectors(neo4j_driver, at_least=300)
