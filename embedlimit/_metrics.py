@@ -57,6 +57,7 @@ class MetricsSnapshot:
     are in seconds over the latest 10,000 requests, None before the first. Rates are per minute
     of clock time since the first request. `estimated_cost_usd` is an estimate: the server's
     token counts times the price table, None for a model missing from the table.
+    `dataclasses.asdict(snapshot)` gives a JSON-ready dict.
     """
 
     elapsed: float
@@ -67,8 +68,8 @@ class MetricsSnapshot:
     tokens: int
     retries: int
     skipped_inputs: int
-    rate_limited: Mapping[str, int]
-    errors: Mapping[str, int]
+    rate_limited: dict[str, int]
+    errors: dict[str, int]
     latency_p50: float | None
     latency_p90: float | None
     latency_p99: float | None
@@ -156,8 +157,8 @@ class Metrics:
             tokens=counters.tokens,
             retries=counters.retries,
             skipped_inputs=counters.skipped_inputs,
-            rate_limited=MappingProxyType(dict(counters.rate_limited)),
-            errors=MappingProxyType(dict(counters.errors)),
+            rate_limited=dict(counters.rate_limited),
+            errors=dict(counters.errors),
             latency_p50=_percentile(latencies, 0.50),
             latency_p90=_percentile(latencies, 0.90),
             latency_p99=_percentile(latencies, 0.99),

@@ -25,7 +25,8 @@ __all__ = ["StreamItems", "embed_items"]
 
 K = TypeVar("K")
 
-StreamItems = Iterable[tuple[K, str]] | AsyncIterable[tuple[K, str]]
+StreamItems = Iterable[tuple[K, str | None]] | AsyncIterable[tuple[K, str | None]]
+"""`(key, text)` pairs; a None or otherwise invalid text yields a failed result for its key."""
 
 CHUNK_SIZE = 256
 """Items read, checked and counted together; small enough to keep the event loop responsive."""
@@ -246,10 +247,10 @@ async def _read_chunks(
 
 
 async def _read_async_chunks(
-    iterator: AsyncIterator[tuple[K, str]], size: int, idle_flush: float
+    iterator: AsyncIterator[tuple[K, str | None]], size: int, idle_flush: float
 ) -> AsyncIterator[tuple[list[tuple[K, object]], bool]]:
     chunk: list[tuple[K, object]] = []
-    upcoming: asyncio.Future[tuple[K, str] | _End] | None = None
+    upcoming: asyncio.Future[tuple[K, str | None] | _End] | None = None
     try:
         while True:
             if upcoming is None:
@@ -275,7 +276,7 @@ async def _read_async_chunks(
             upcoming.cancel()
 
 
-async def _next(iterator: AsyncIterator[tuple[K, str]]) -> tuple[K, str] | _End:
+async def _next(iterator: AsyncIterator[tuple[K, str | None]]) -> tuple[K, str | None] | _End:
     try:
         return await iterator.__anext__()
     except StopAsyncIteration:
