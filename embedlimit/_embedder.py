@@ -17,7 +17,7 @@ from embedlimit._coalescing import Coalescer
 from embedlimit._concurrency import AimdController, ConcurrencyGate
 from embedlimit._errors import ConfigurationError, InputError, InvalidInputError
 from embedlimit._keys import KeyPool
-from embedlimit._limiter import RateLimiter
+from embedlimit._limiter import LimiterStatistics, RateLimiter
 from embedlimit._metrics import Metrics, MetricsSnapshot, RequestRecord
 from embedlimit._packing import (
     MAX_INPUTS_PER_REQUEST,
@@ -395,6 +395,10 @@ class Embedder:
             active_keys=len(self._keys.active),
             retired_keys=len(self._keys.keys) - len(self._keys.active),
         )
+
+    def limiter_statistics(self) -> dict[str, LimiterStatistics]:
+        """Return each key's rate-limiter state, keyed by the key's fingerprint (such as `#0 sk-...abcd`)."""
+        return {key.fingerprint: key.limiter.statistics() for key in self._keys.keys}
 
 
 def _as_text_list(texts: Sequence[str]) -> list[object]:

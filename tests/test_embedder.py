@@ -306,6 +306,16 @@ async def test_metrics_count_requests_tokens_cost(sim: Simulator) -> None:
     assert all(record.key == "#0 sk-...abcd" for record in records)
 
 
+async def test_limiter_statistics_by_key(sim: Simulator) -> None:
+    async with make_embedder(sim, api_key=KEYS[:2], requests_per_minute=600) as embedder:
+        await embedder.embed(["alpha"])
+        statistics = embedder.limiter_statistics()
+
+    assert set(statistics) == {"#0 sk-...abcd", "#1 sk-...efgh"}
+    assert sum(entry.issued for entry in statistics.values()) == 1
+    assert all(entry.limit_requests == 600 for entry in statistics.values() if entry.issued == 0)
+
+
 async def test_price_table_override(sim: Simulator) -> None:
     async with make_embedder(sim, prices={"text-embedding-3-small": 1.0}) as embedder:
         await embedder.embed(["alpha"])
