@@ -135,7 +135,8 @@ def _apply_overlong_policy(
         )
         return
 
-    pieces = _iter_pieces(text, max_tokens)
+    # A piece of only whitespace carries no meaning, and the API may reject it as empty.
+    pieces = ((piece, count) for piece, count in _iter_pieces(text, max_tokens) if not piece.isspace())
     if overlong == "truncate":
         head, head_tokens = next(pieces)
         prepared.pieces.append(Piece(item, head, head_tokens))

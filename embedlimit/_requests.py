@@ -74,7 +74,18 @@ class RequestRunner:
     async def run(self, pieces: Sequence[Piece]) -> list[Outcome]:
         """Embed `pieces` and return one outcome per piece, in order."""
         budget = _IsolationBudget(self.max_isolation_requests)
-        return await self._run_isolating(list(pieces), budget)
+        outcomes = await self._run_isolating(list(pieces), budget)
+        rejected = [outcome for outcome in outcomes if isinstance(outcome, InputError)]
+        if rejected:
+            logger.info(
+                "%d of %d inputs of a batch were rejected (first: %s, status %s, request id %s)",
+                len(rejected),
+                len(outcomes),
+                type(rejected[0]).__name__,
+                rejected[0].status,
+                rejected[0].request_id,
+            )
+        return outcomes
 
     async def _run_isolating(self, pieces: list[Piece], budget: _IsolationBudget) -> list[Outcome]:
         try:

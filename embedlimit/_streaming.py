@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,8 @@ from embedlimit._results import EmbeddingResult
 from embedlimit._vectors import Vector, VectorType, average_vectors
 
 __all__ = ["StreamItems", "embed_items"]
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 
@@ -186,6 +189,12 @@ class _Stream(Generic[K]):
                 self._queue.put_nowait(error)
                 return
             # Retries are spent on this request: its items fail, and the stream goes on.
+            logger.warning(
+                "a request of %d inputs failed after its retries (%s, status %s); its items are reported as failed",
+                len(batch),
+                type(error).__name__,
+                error.status,
+            )
             outcomes = [error] * len(batch)
         except Exception as error:
             self._queue.put_nowait(error)

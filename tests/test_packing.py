@@ -97,6 +97,25 @@ def test_split_covers_whole_text() -> None:
     assert prepared.split == 1
 
 
+def test_split_drops_whitespace_pieces() -> None:
+    text = "word " * 200 + " " * 500 + "\n" * 300 + "end"
+
+    prepared = prepare_texts([text], max_tokens_per_input=20, overlong="split")
+
+    assert all(not piece.text.isspace() for piece in prepared.pieces)
+    assert "".join(piece.text for piece in prepared.pieces).split() == text.split()
+
+
+def test_truncate_skips_leading_whitespace_piece() -> None:
+    text = "\n" * 400 + "content " * 100
+
+    prepared = prepare_texts([text], max_tokens_per_input=20, overlong="truncate")
+
+    assert len(prepared.pieces) == 1
+    assert not prepared.pieces[0].text.isspace()
+    assert prepared.pieces[0].tokens <= 20
+
+
 def test_error_policy_rejects_long_text() -> None:
     prepared = prepare_texts([LONG_TEXT, "fine"], max_tokens_per_input=100, overlong="error")
 
