@@ -14,8 +14,9 @@ import pytest
 from embedlimit._embedder import Embedder
 from embedlimit._errors import ConfigurationError, InvalidInputError
 from embedlimit._metrics import RequestRecord
-from embedlimit._packing import count_tokens, split_text
+from embedlimit._packing import split_text
 from embedlimit._results import EmbedderClosedError
+from embedlimit._tokens import count_tokens_batch
 from embedlimit.testing import Simulator
 from tests.embedder_support import (
     KEY,
@@ -129,7 +130,7 @@ async def test_embed_rejects_single_string(sim: Simulator) -> None:
 
 async def test_requests_respect_token_maximum(sim: Simulator) -> None:
     texts = [f"{LONG_TEXT} {number}" for number in range(20)]
-    per_text = count_tokens([texts[0]])[0]
+    per_text = count_tokens_batch([texts[0]])[0]
     records: list[RequestRecord] = []
 
     embedder = make_embedder(
@@ -145,7 +146,7 @@ async def test_requests_respect_token_maximum(sim: Simulator) -> None:
 
 async def test_tokens_per_minute_caps_request_size(sim: Simulator) -> None:
     texts = [f"{LONG_TEXT} {number}" for number in range(6)]
-    per_text = count_tokens([texts[0]])[0]
+    per_text = count_tokens_batch([texts[0]])[0]
     records: list[RequestRecord] = []
 
     embedder = make_embedder(

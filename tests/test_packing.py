@@ -6,17 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from embedlimit import _packing
+from embedlimit import _tokens
 from embedlimit._packing import (
     BatchBuilder,
     Piece,
     check_text,
-    count_tokens,
     pack_pieces,
     prepare_texts,
     split_text,
 )
-from embedlimit._tokens import estimate_tokens, get_encoding
+from embedlimit._tokens import count_tokens_batch, estimate_tokens
 
 LONG_TEXT = "héllo wörld, 你好世界 🎉 the quick brown fox. " * 400
 
@@ -24,7 +23,7 @@ LONG_TEXT = "héllo wörld, 你好世界 🎉 the quick brown fox. " * 400
 @pytest.fixture
 def no_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Count tokens as if no offline encoding loaded, with the conservative estimate."""
-    monkeypatch.setattr(_packing, "get_encoding", lambda: None)
+    monkeypatch.setattr(_tokens, "get_encoding", lambda: None)
 
 
 @pytest.mark.parametrize(
@@ -47,18 +46,6 @@ def test_check_text_accepts(value: str) -> None:
     assert check_text(value) is None
 
 
-def test_count_tokens_matches_encoding() -> None:
-    encoding = get_encoding()
-    assert encoding is not None
-    texts = ["hello world", "你好", LONG_TEXT]
-
-    assert count_tokens(texts) == [len(encoding.encode_ordinary(text)) for text in texts]
-
-
-def test_count_tokens_estimates_without_encoding(no_encoding: None) -> None:
-    assert count_tokens(["hello world", "你好"]) == [estimate_tokens("hello world"), estimate_tokens("你好")]
-
-
 def test_prepare_texts_numbers_items_and_rejects() -> None:
     prepared = prepare_texts(["first", "", None, "fourth"], first_item=10)
 
@@ -74,7 +61,7 @@ def test_truncate_cuts_to_max_tokens() -> None:
     assert len(prepared.pieces) == 1
     piece = prepared.pieces[0]
     assert piece.tokens <= 100
-    assert piece.tokens == count_tokens([piece.text])[0]
+    assert piece.tokens == count_tokens_batch([piece.text])[0]
     assert LONG_TEXT.startswith(piece.text)
     assert prepared.truncated == 1
 
@@ -130,7 +117,7 @@ def test_split_text_pieces_fit_and_join(max_tokens: int) -> None:
 
     assert "".join(text for text, _ in pieces) == LONG_TEXT * 3
     assert all(tokens <= max_tokens for _, tokens in pieces)
-    assert [tokens for _, tokens in pieces] == count_tokens([text for text, _ in pieces])
+    assert [tokens for _, tokens in pieces] == count_tokens_batch([text for text, _ in pieces])
 
 
 def test_split_text_never_cuts_a_character() -> None:
