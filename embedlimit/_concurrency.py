@@ -88,6 +88,9 @@ class LatencyBaseline:
     Requests fall into classes by the power of two of their tokens. Each class keeps a baseline
     that drops at once to a faster latency and creeps up slowly, by `drift` of the gap, towards
     slower ones, so the server's normal drift moves it but a sudden slowdown stands out.
+
+    NOTE: a slowdown that builds up over many requests (a server queueing more and more) moves
+    the baseline with it, so only 429s, timeouts and errors then lower the limit.
     """
 
     def __init__(self, drift: float = 0.05, warmup: int = 5) -> None:

@@ -161,6 +161,8 @@ class Embedder:
             price_per_million_tokens=self.settings.price_per_million_tokens,
             on_request=self.settings.on_request,
         )
+        # NOTE: fixed here. A lower token limit learned later from the headers makes the limiter
+        # raise CapacityError for larger batches, which are then halved until they fit.
         self._max_batch_tokens = min(self.settings.max_tokens_per_request, tokens_per_minute or math.inf)
         self._session: aiohttp.ClientSession | None = None
         self._runner: RequestRunner | None = None

@@ -241,6 +241,9 @@ async def _read_chunks(
 
     For an async source, a chunk is cut short when the next item takes longer than `idle_flush`
     seconds, so a slow trickle of items is still sent promptly.
+
+    NOTE: `idle_flush` is measured on the event loop's clock, not on the embedder's injected
+    clock, so a ScaledClock or FakeClock does not speed it up.
     """
     if isinstance(items, AsyncIterable):
         async for chunk_and_idle in _read_async_chunks(items.__aiter__(), size, idle_flush):
