@@ -115,6 +115,7 @@ class Embedder:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_pending_requests: int | None = None,
+        max_pending_inputs: int = 8192,
         max_isolation_requests: int = 64,
         prices: Mapping[str, float] | None = None,
         on_request: Callable[[RequestRecord], None] | None = None,
@@ -142,6 +143,7 @@ class Embedder:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pending_requests=max_pending_requests,
+            max_pending_inputs=max_pending_inputs,
             max_isolation_requests=max_isolation_requests,
             prices=prices,
             on_request=on_request,
@@ -361,9 +363,10 @@ class Embedder:
         can store the failed keys. Results come in completion order, not input order. A
         FatalError, such as every key being retired, ends the stream by raising.
 
-        Items are read as requests free up, with at most `max_pending_requests` requests started
-        and not yet consumed. Leaving the loop early cancels the requests in flight once the
-        iterator is closed: use `contextlib.aclosing` to close it at once.
+        Items are read as requests free up, with at most `max_pending_requests` requests, holding
+        at most `max_pending_inputs` inputs, started and not yet consumed. Leaving the loop early
+        cancels the requests in flight once the iterator is closed: use `contextlib.aclosing` to
+        close it at once.
         """
         self._start()
         config = StreamConfig(
@@ -373,6 +376,7 @@ class Embedder:
             overlong=self.settings.overlong,
             vector_type=self.settings.vector_type,
             max_pending_requests=self.settings.max_pending_requests,
+            max_pending_inputs=self.settings.max_pending_inputs,
             idle_flush=self.settings.coalesce_window,
         )
         return embed_items(

@@ -70,6 +70,7 @@ class EmbedderSettings:
     connect_timeout: float
     read_timeout: float
     max_pending_requests: int
+    max_pending_inputs: int
     max_isolation_requests: int
     price_per_million_tokens: float | None
     on_request: Callable[[RequestRecord], None] | None
@@ -252,6 +253,7 @@ def build_settings(
     connect_timeout: float,
     read_timeout: float,
     max_pending_requests: int | None,
+    max_pending_inputs: int,
     max_isolation_requests: int,
     prices: Mapping[str, float] | None,
     on_request: Callable[[RequestRecord], None] | None,
@@ -304,6 +306,7 @@ def build_settings(
         max_pending_requests=check_count(
             "max_pending_requests", max_pending_requests if max_pending_requests is not None else 2 * max_concurrency
         ),
+        max_pending_inputs=check_count("max_pending_inputs", max_pending_inputs),
         max_isolation_requests=check_count("max_isolation_requests", max_isolation_requests),
         price_per_million_tokens=resolve_price(model, prices),
         on_request=on_request,

@@ -2,8 +2,10 @@
 and yield each item's result as soon as its request completes.
 
 A feeder task reads the items in chunks, checks and counts them, packs them into batches and
-starts one task per batch. At most `max_pending_requests` batches are started and not yet
-consumed, so a stream of millions of items uses bounded memory even when the consumer is slow.
+starts one task per batch. At most `max_pending_requests` batches, holding at most
+`max_pending_inputs` inputs, are started and not yet consumed, so a stream of millions of items
+uses bounded memory even when the consumer is slow. The input bound matters most: a batch may hold
+2,048 inputs, so a request bound alone lets tens of thousands of vectors wait for a slow consumer.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class StreamConfig:
     overlong: OverlongPolicy
     vector_type: VectorType
     max_pending_requests: int
+    max_pending_inputs: int
     idle_flush: float
 
 
@@ -64,7 +67,8 @@ class _Results:
     """Results to yield; those of a batch free its slot when consumed."""
 
     results: list[EmbeddingResult[Any]]
-    from_batch: bool
+    batch_inputs: int | None
+    """The input count of the batch these results came from; None for results without a batch."""
 
 
 class _End:
@@ -91,6 +95,7 @@ class _Stream(Generic[K]):
         self._metrics = metrics
         self._queue: asyncio.Queue[_Message] = asyncio.Queue()
         self._slots = asyncio.Semaphore(config.max_pending_requests)
+        self._inputs = _InputBudget(config.max_pending_inputs)
         self._items: dict[int, _Item[K]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -103,8 +108,9 @@ class _Stream(Generic[K]):
                     return
                 if isinstance(message, BaseException):
                     raise message
-                if message.from_batch:
+                if message.batch_inputs is not None:
                     self._slots.release()
+                    await self._inputs.release(message.batch_inputs)
                 for result in message.results:
                     yield result
         finally:
@@ -167,7 +173,7 @@ class _Stream(Generic[K]):
                 )
                 for item, reason in sorted(prepared.rejected.items())
             ]
-            self._queue.put_nowait(_Results(rejected, from_batch=False))
+            self._queue.put_nowait(_Results(rejected, batch_inputs=None))
 
         for piece in prepared.pieces:
             entry = self._items.get(piece.item)
@@ -179,6 +185,7 @@ class _Stream(Generic[K]):
 
     async def _launch(self, batch: list[Piece]) -> None:
         await self._slots.acquire()
+        await self._inputs.acquire(len(batch))
         self._track(self._run_batch(batch))
 
     async def _run_batch(self, batch: list[Piece]) -> None:
@@ -199,7 +206,7 @@ class _Stream(Generic[K]):
         except Exception as error:
             self._queue.put_nowait(error)
             return
-        self._queue.put_nowait(_Results(self._complete(batch, outcomes), from_batch=True))
+        self._queue.put_nowait(_Results(self._complete(batch, outcomes), batch_inputs=len(batch)))
 
     def _complete(self, batch: list[Piece], outcomes: list[Outcome | EmbedLimitError]) -> list[EmbeddingResult[K]]:
         """Record each piece's outcome and return the results of the items now complete."""
@@ -224,6 +231,29 @@ class _Stream(Generic[K]):
             return EmbeddingResult(entry.key, entry.vectors[0])
         vector = average_vectors(entry.vectors, entry.weights, self.config.vector_type)
         return EmbeddingResult(entry.key, vector)
+
+
+class _InputBudget:
+    """Counts the inputs of the batches started and not yet consumed, and holds back new ones.
+
+    A batch larger than the whole budget still starts when nothing else is pending, so an
+    oversized batch waits its turn instead of blocking the stream for ever.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, amount: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used == 0 or self._used + amount <= self._capacity)
+            self._used += amount
+
+    async def release(self, amount: int) -> None:
+        async with self._changed:
+            self._used -= amount
+            self._changed.notify_all()
 
 
 def _key_of(item: object, position: int) -> Any:
