@@ -25,13 +25,15 @@ from embedlimit._errors import (
 )
 from embedlimit._headers import RateLimitInfo, parse_rate_limit_headers
 from embedlimit._limiter import LimiterStatistics, RateLimiter
-from embedlimit._metrics import MetricsSnapshot, RequestRecord
+from embedlimit._metrics import DEFAULT_PRICES_PER_MILLION_TOKENS, MetricsSnapshot, RequestRecord
 from embedlimit._replay import ReplayReport, replay
 from embedlimit._results import EmbedderClosedError, EmbeddingResult
 from embedlimit._retry import RetryPolicy
+from embedlimit._vectors import Vector
 from embedlimit._version import __version__
 
 __all__ = [
+    "DEFAULT_PRICES_PER_MILLION_TOKENS",
     "AuthenticationError",
     "BackfillProgress",
     "BackfillReport",
@@ -62,6 +64,7 @@ __all__ = [
     "ScaledClock",
     "ServerError",
     "TransportError",
+    "Vector",
     "__version__",
     "backfill",
     "load_debian",

@@ -367,7 +367,7 @@ def known_limits(embedder: Embedder) -> tuple[float | None, float | None]:
     NOTE: keys that share one organisation's limits are summed too, which overstates the limit
     and so understates the minimum time.
     """
-    statistics = [key.limiter.statistics() for key in embedder._keys.keys]
+    statistics = list(embedder.limiter_statistics().values())
     tokens = math.fsum(stat.limit_tokens for stat in statistics if stat.limit_tokens)
     requests = math.fsum(stat.limit_requests for stat in statistics if stat.limit_requests)
     return (tokens or None, requests or None)
