@@ -7,7 +7,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from embedlimit._clock import LoopClock, ScaledClock
-from embedlimit.testing import EmbeddingModel, Simulator, SimulatorConfig, create_app, expected_vector
+from embedlimit.testing import EmbeddingModel, Simulator, SimulatorConfig, create_app
+from embedlimit.testing._vectors import vector_for
 from tests.simulator_support import KEY, MODEL, ManualClock, post_embeddings
 
 
@@ -69,5 +70,5 @@ async def test_custom_model_list() -> None:
         vector = sim.expected_vector("a", "tiny-embedder")
     assert len(tiny.body["data"][0]["embedding"]) == 16
     assert tiny.body["data"][0]["embedding"] == pytest.approx(vector, abs=1e-7)
-    assert vector == pytest.approx(expected_vector("a", dimensions=16), abs=1e-5)
+    assert vector == pytest.approx(vector_for("a", 16), abs=1e-7)
     assert default.status == 404
