@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -160,3 +161,16 @@ async def test_index_created_then_dimension_mismatch(docs: neo4j.AsyncDriver) ->
     with pytest.raises(ConfigurationError, match="has 8 dimensions but the model returns 1536"):
         await ensure_vector_index(docs, target, 1536)
     assert await find_vector_index(docs, GraphTarget("Other", TextSpec(property_name="body"))) is None
+
+
+async def test_sink_debug_log_omits_vectors(docs: neo4j.AsyncDriver, caplog: pytest.LogCaptureFixture) -> None:
+    target = GraphTarget("Doc", TextSpec(property_name="body"), key_property="uid")
+    nodes = [node async for page in NodeSource(docs, target, page_size=5).pages() for node in page][:2]
+    rows = [VectorRow(node.element_id, [0.123456789] * 8, "h") for node in nodes]
+
+    with caplog.at_level(logging.DEBUG, logger="neo4j"):
+        await VectorSink(docs, target).write(rows)
+
+    run_lines = [record.getMessage() for record in caplog.records if "C: RUN" in record.getMessage()]
+    assert any("<2 rows>" in line for line in run_lines)
+    assert not any("0.123456789" in record.getMessage() for record in caplog.records)
