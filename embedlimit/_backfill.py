@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import neo4j
 import orjson
@@ -70,7 +71,8 @@ class BackfillReport:
     `embedded` nodes got a vector that committed; `failed` items could not be embedded and went to
     the dead-letter file; `stopped` is the fatal error that ended the run early, None when the run
     finished. Token, request and cost figures come from the embedder's metrics; the cost is an
-    estimate from its price table. `wall_seconds` is real time; `clock_seconds` is the same run on
+    estimate from its price table. `wall_seconds` is the real time of the embedding and writes,
+    without building the index; `clock_seconds` is the same run on
     the embedder's clock, which differs only under a `ScaledClock`. `minimum_seconds`, on that
     clock, is the lower bound the rate limits allow for the tokens and requests sent, None when
     the limits are unknown.
@@ -102,19 +104,25 @@ class DeadLetters:
     Each line has `node_id` (the element id), `key` (the sort key value), `reason`, `error` (the
     exception class) and `attempts`, plus what `replay()` needs to fetch the text again: `label`,
     `text_property` or `text_template`, `embedding_property` and `store_hash`. Lines are flushed as
-    they are written, so a crash loses none.
+    they are written, so a crash loses none. A node already listed in the file is counted but not
+    written again, so that rerunning after a stop does not list the same invalid node once per run.
     """
 
     def __init__(self, path: Path | None, target: GraphTarget | None = None) -> None:
         self.path = path
         self.count = 0
         self._context = _target_context(target) if target is not None else {}
+        self._listed = _listed_node_ids(path) if path is not None else set()
         self._handle = open(path, "ab") if path is not None else None  # noqa: SIM115
+        if self._handle is not None and _ends_mid_line(self._handle):
+            # A crash cut the last line short: end it, so that the next entry starts on its own line.
+            self._handle.write(b"\n")
 
     def add(self, node: NodeText, result: EmbeddingResult[NodeText], attempts: int = 1) -> None:
         self.count += 1
-        if self._handle is None:
+        if self._handle is None or node.element_id in self._listed:
             return
+        self._listed.add(node.element_id)
         error = result.error
         record = {
             "node_id": node.element_id,
@@ -130,6 +138,30 @@ class DeadLetters:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _ends_mid_line(handle: BinaryIO) -> bool:
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return False
+    with open(handle.name, "rb") as reader:
+        reader.seek(size - 1)
+        return reader.read(1) != b"\n"
+
+
+def _listed_node_ids(path: Path) -> set[str]:
+    """Return the node ids a dead-letter file lists; a line cut short by a crash is skipped."""
+    if not path.exists():
+        return set()
+    listed = set()
+    for line in path.read_bytes().splitlines():
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("node_id"), str):
+            listed.add(entry["node_id"])
+    return listed
 
 
 def _target_context(target: GraphTarget) -> dict[str, Any]:
@@ -251,10 +283,11 @@ async def backfill(
                              batch_size, write_concurrency, on_progress)
     finally:
         dead_letters.close()
-    index = None
+    report = _report(embedder, progress, dead_letters, stopped)
     if create_index and stopped is None:
-        index = await _create_index(driver, target, embedder, similarity)
-    return _report(embedder, progress, dead_letters, index, stopped)
+        # The index is built after the timing above, which covers the embedding and writes only.
+        report = replace(report, index=await _create_index(driver, target, embedder, similarity))
+    return report
 
 
 def _check_sizes(batch_size: int, write_concurrency: int) -> None:
@@ -340,7 +373,7 @@ def minimum_seconds(tokens: int, requests: int, tokens_per_minute: float | None,
 
 
 def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLetters,
-            index: VectorIndex | None, stopped: FatalError | None) -> BackfillReport:
+            stopped: FatalError | None) -> BackfillReport:
     metrics = embedder.metrics()
     tokens_per_minute, requests_per_minute = known_limits(embedder)
     return BackfillReport(
@@ -356,7 +389,6 @@ def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLe
         minimum_seconds=minimum_seconds(metrics.tokens, metrics.succeeded_requests, tokens_per_minute,
                                         requests_per_minute),
         dead_letter_path=dead_letters.path,
-        index=index,
         stopped=stopped,
     )
 
