@@ -31,9 +31,10 @@ neo4j-build: $(STAMP)
 pytest: $(STAMP) neo4j-build
 	$(BIN)/python -m pytest
 
-# make run FILE=../shared/data/debian-packages.jsonl.gz embeds the full file instead of the sample.
+# make run FILE=../shared/data/debian-packages.jsonl.gz embeds the full file instead of the sample;
+# ARGS passes options to examples/debian_backfill.py, such as ARGS=--verify.
 run: $(STAMP)
-	$(BIN)/python examples/debian_backfill.py $(FILE)
+	$(BIN)/python examples/debian_backfill.py $(FILE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) tests/neo4j/target .mypy_cache .ruff_cache .pytest_cache

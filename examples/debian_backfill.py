@@ -34,7 +34,7 @@ INDEX = "package_embedding_vector"
 sys.path.insert(0, str(ROOT))
 
 from embedlimit import Embedder  # noqa: E402
-from embedlimit.testing import Simulator  # noqa: E402
+from embedlimit.testing import Simulator, expected_vector  # noqa: E402
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -49,6 +49,8 @@ def parse_arguments() -> argparse.Namespace:
                         help="simulated tokens per minute (default: %(default)s)")
     parser.add_argument("--query", default="fast web server with TLS support",
                         help="text whose nearest packages are printed at the end")
+    parser.add_argument("--verify", action="store_true",
+                        help="at the end, check that every package has exactly the simulator's vector for its text")
     return parser.parse_args()
 
 
@@ -74,6 +76,37 @@ async def print_nearest(uri: str, simulator: Simulator, query: str) -> None:
         print(f"  {record['score']:.3f}  {record['name']}: {record['summary']}")
 
 
+async def verify(uri: str) -> None:
+    """Compare every package's stored vector with the simulator's vector for its text."""
+    checked = wrong = missing = 0
+    after = ""
+    async with neo4j.AsyncGraphDatabase.driver(uri, auth=_auth()) as driver:
+        while True:
+            records, _, _ = await driver.execute_query(
+                "MATCH (p:Package) WHERE p.name > $after RETURN p.name AS name, p.summary AS summary, "
+                "p.description AS description, p.embedding AS embedding ORDER BY p.name LIMIT 2000",
+                after=after,
+            )
+            if not records:
+                break
+            for record in records:
+                checked += 1
+                text = f"{record['summary'] or ''}\n\n{record['description'] or ''}"
+                if record["embedding"] is None:
+                    missing += 1
+                elif not _close(record["embedding"], expected_vector(text, MODEL)):
+                    wrong += 1
+            after = records[-1]["name"]
+    print(f"\nverified {checked:,} packages: {checked - wrong - missing:,} with the expected vector, "
+          f"{wrong:,} with another vector, {missing:,} without one")
+    if wrong or missing:
+        raise SystemExit(1)
+
+
+def _close(stored: list[float], expected: list[float]) -> bool:
+    return len(stored) == len(expected) and max(abs(a - b) for a, b in zip(stored, expected, strict=True)) <= 1e-6
+
+
 def _auth() -> tuple[str, str] | None:
     password = os.environ.get("NEO4J_PASSWORD")
     return (os.environ.get("NEO4J_USERNAME", "neo4j"), password) if password else None
@@ -91,6 +124,8 @@ async def main(arguments: argparse.Namespace, uri: str) -> None:
                           "--create-index", "--clock-scale", str(arguments.time_scale),
                           "--dead-letter", str(ROOT / ".cache" / "Package-dead-letters.jsonl"))
         await print_nearest(uri, simulator, arguments.query)
+    if arguments.verify:
+        await verify(uri)
 
 
 def start_local_neo4j() -> tuple[object, str]:
