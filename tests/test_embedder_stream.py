@@ -170,15 +170,17 @@ async def test_stream_bounds_pending_inputs() -> None:
     """A slow consumer holds back new requests once `max_pending_inputs` inputs wait for it."""
     from embedlimit import Embedder
 
-    async with Simulator(rpm=None, tpm=None, request_window=None) as sim:
-        async with Embedder(api_key="sk-test-bound", base_url=sim.base_url, max_inputs_per_request=100,
-                            max_pending_inputs=300) as embedder:
-            stream = embedder.embed_stream((index, f"text {index}") for index in range(2000))
-            first = await anext(stream)
-            for _ in range(50):
-                await asyncio.sleep(0.01)
-            sent_while_waiting = sim.stats().inputs_embedded
-            rest = [result async for result in stream]
+    async with (
+        Simulator(rpm=None, tpm=None, request_window=None) as sim,
+        Embedder(api_key="sk-test-bound", base_url=sim.base_url, max_inputs_per_request=100,
+                 max_pending_inputs=300) as embedder,
+    ):
+        stream = embedder.embed_stream((index, f"text {index}") for index in range(2000))
+        first = await anext(stream)
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        sent_while_waiting = sim.stats().inputs_embedded
+        rest = [result async for result in stream]
 
     assert first.ok
     # The batch of the first result is consumed, so 300 more inputs may be pending beside it.
