@@ -364,11 +364,16 @@ def minimum_seconds(tokens: int, requests: int, tokens_per_minute: float | None,
                     requests_per_minute: float | None) -> float | None:
     """Return the least time the rate limits allow for `tokens` in `requests`, in seconds.
 
-    This is the larger of tokens / TPM and requests / RPM, ignoring the starting burst; None when
-    neither limit is known.
+    A full bucket may be spent at once: a minute's worth of tokens, and one second's worth of
+    requests (the short window OpenAI enforces). The rest arrives at the per-minute rate, so the
+    bound is the larger of (tokens - TPM) / TPM and (requests - RPM / 60) / RPM, in minutes.
+    None when neither limit is known.
     """
-    bounds = [60.0 * amount / limit for amount, limit in ((tokens, tokens_per_minute),
-                                                           (requests, requests_per_minute)) if limit]
+    bounds = []
+    if tokens_per_minute:
+        bounds.append(60.0 * max(0.0, tokens - tokens_per_minute) / tokens_per_minute)
+    if requests_per_minute:
+        bounds.append(60.0 * max(0.0, requests - requests_per_minute / 60.0) / requests_per_minute)
     return max(bounds) if bounds else None
 
 

@@ -153,8 +153,9 @@ async def test_backfill_index_dimension_mismatch(neo4j_driver: neo4j.AsyncDriver
 
 
 def test_minimum_seconds_binding_limit() -> None:
-    assert minimum_seconds(2_000_000, 100, 1_000_000, 3000) == 120.0
-    assert minimum_seconds(1000, 6000, 1_000_000, 3000) == 120.0
+    assert minimum_seconds(3_000_000, 100, 1_000_000, 3000) == 120.0
+    assert minimum_seconds(500_000, 6050, 1_000_000, 3000) == 120.0
+    assert minimum_seconds(500_000, 10, 1_000_000, 3000) == 0.0
     assert minimum_seconds(1000, 10, None, None) is None
     assert BackfillProgress().elapsed >= 0
 

@@ -92,7 +92,7 @@ async def test_backfill_dry_run_sends_nothing(
     assert summary["nodes"] == 500
     assert summary["tokens"] > 500 * 20
     assert summary["estimated_cost_usd"] == pytest.approx(summary["tokens"] * 0.02 / 1_000_000)
-    assert summary["minimum_seconds"] == pytest.approx(60 * summary["tokens"] / 1_000_000)
+    assert summary["minimum_seconds"] == 0.0  # the sample fits in the first minute's full bucket
     assert simulator.stats().requests == 0
 
 
