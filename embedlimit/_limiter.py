@@ -10,12 +10,13 @@ strict FIFO order, until one request and `n` tokens are available, takes them, a
 - `tokens_used` (the response's `usage.prompt_tokens`) replaces the estimate that was charged.
 - A 429 pauses every waiter until the server's retry hint has passed, bounded by `max_pause`.
 
-Bursts: the request bucket releases at most `limit / 60 * request_window` requests in any
+Bursts: requests are spaced out, at most `limit / 60 * request_window` in any
 `request_window` seconds, because OpenAI documents that per-minute limits may be enforced over
 shorter windows (60,000 RPM as 1,000 requests per second). The token bucket spends whatever the
 server reports as remaining, up to a full minute of tokens. If the server rejects such a burst
 with 429s of type `tokens`, the burst allowance halves (down to `min_token_window` seconds of
-tokens) and stays there.
+tokens) and stays there. A 429 of type `requests` while requests remain means the short window
+was crossed, so request spacing widens by a step, and narrows again after a quiet stretch.
 
 Unknown limits: without configured limits, the first acquire is a probe, and every later one
 waits until a response arrives. A bucket whose limit neither the configuration nor any response
@@ -52,6 +53,13 @@ _EPSILON = 1e-9
 # derived from a reset is trusted only when this much rounding cannot explain the difference.
 _RESET_ROUNDING = 1.0
 
+# Each 429 from the server's short request window stretches request spacing by this fraction,
+# up to the maximum; at the maximum, a request-bound run reaches 1 / 1.1 = 91% of the limit.
+# After this many requests without such a 429, the margin narrows by one step again.
+_MARGIN_STEP = 0.01
+_MAX_MARGIN = 0.1
+_MARGIN_DECAY_REQUESTS = 500
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -72,7 +80,9 @@ class LimiterStatistics:
     """Live state of a `RateLimiter`; None for a bucket whose limit is unknown or absent.
 
     Levels may be negative while in-flight requests are charged beyond what the server reported.
-    Rates are per second. `pause_deadline` is a clock time, None when no pause is in force.
+    Rates are per second. `burst_requests` is the most requests started in any request window,
+    and `request_margin` the current stretch of request spacing. `pause_deadline` is a clock
+    time, None when no pause is in force.
     """
 
     limit_requests: int | None
@@ -83,6 +93,7 @@ class LimiterStatistics:
     rate_tokens: float | None
     burst_requests: int | None
     burst_tokens: float | None
+    request_margin: float
     waiters: int
     waiting_tokens: int
     in_flight: int
@@ -180,41 +191,53 @@ class _Bucket:
         self.period = period
 
 
-class _RequestWindow:
-    """A sliding log that releases at most `size` requests in any `length` seconds."""
+class _RequestPacer:
+    """Bounds request bursts: at most `burst` requests start in any `request_window` seconds.
+
+    Two rules apply together. A sliding log admits `burst` requests per window stretched by
+    `margin`, so requests that reach the server up to `margin * request_window` closer together
+    than they were sent still fit its window. Within that, requests are spaced `interval` apart,
+    because the server counts arrival times and a burst sent at once reaches it spread over
+    however long sending took. The spacing forgives a request that starts up to `slack` late,
+    so timer lateness does not slow the requests after it. With `slack` at least half an
+    interval, consecutive requests start at least half an interval apart, unless the margin
+    is wider than that.
+    """
 
     def __init__(self) -> None:
-        self.size = 0
+        self.burst = 0
         self.length = 0.0
+        self.interval = 0.0
+        self.slack = 0.0
+        self._due = -math.inf
         self._issued_at: deque[float] = deque()
 
-    def resize(self, limit: int | None, period: float, request_window: float) -> None:
-        """Fit the window to a limit: `limit / period * request_window` requests, at least one.
-
-        When that is not a whole number, the window shrinks so that the count is whole and the
-        long-run rate stays `limit / period`.
-        """
+    def resize(self, limit: int | None, period: float, request_window: float, margin: float) -> None:
         if limit is None:
-            self.size = 0
+            self.burst = 0
+            self.length = self.interval = self.slack = 0.0
             return
         rate = limit / period
-        self.size = max(1, math.floor(rate * request_window + _EPSILON))
-        self.length = self.size / rate
+        self.burst = max(1, math.floor(rate * request_window + _EPSILON))
+        self.length = self.burst / rate * (1.0 + margin)
+        self.interval = 1.0 / rate
+        self.slack = max(self.interval / 2, margin * request_window)
 
     def delay(self, now: float) -> float:
-        if self.size == 0:
+        if self.burst == 0:
             return 0.0
         while self._issued_at and now - self._issued_at[0] + _EPSILON >= self.length:
             self._issued_at.popleft()
-        if len(self._issued_at) < self.size:
-            return 0.0
-        return self._issued_at[-self.size] + self.length - now
+        window_delay = 0.0
+        if len(self._issued_at) >= self.burst:
+            window_delay = self._issued_at[-self.burst] + self.length - now
+        return max(window_delay, self._due - now, 0.0)
 
     def record(self, now: float) -> None:
-        if self.size:
-            self._issued_at.append(now)
-            while len(self._issued_at) > self.size:
-                self._issued_at.popleft()
+        self._due = max(self._due, now - self.slack) + self.interval
+        self._issued_at.append(now)
+        while len(self._issued_at) > max(self.burst, 1):
+            self._issued_at.popleft()
 
 
 @dataclass
@@ -230,7 +253,9 @@ class RateLimiter:
     `requests_per_minute` and `tokens_per_minute` are optional starting limits. A configured limit
     is also a ceiling: a larger `limit` header does not raise it. `max_pause` bounds the pause
     after a 429, and `default_pause` is the pause when the 429 carries no retry hint.
-    `request_window` is the short window in seconds that bounds request bursts.
+    `request_window` is the short window in seconds that bounds request bursts, and
+    `request_margin` the fraction by which request spacing is stretched to absorb timer and
+    network jitter (it costs that fraction of throughput when the request limit binds).
     `min_token_window` is the smallest token burst allowance, in seconds of the token limit, that
     429s of type `tokens` can teach. All time comes from `clock` (default `LoopClock()`).
     """
@@ -243,6 +268,7 @@ class RateLimiter:
         clock: Clock | None = None,
         max_pause: float = 60.0,
         request_window: float = 1.0,
+        request_margin: float = 0.02,
         default_pause: float = 1.0,
         min_token_window: float = 1.0,
     ) -> None:
@@ -251,6 +277,8 @@ class RateLimiter:
         _check_delay("max_pause", max_pause, allow_zero=False)
         _check_delay("request_window", request_window, allow_zero=False)
         _check_delay("default_pause", default_pause, allow_zero=True)
+        if not (isinstance(request_margin, int | float) and 0.0 <= request_margin <= 1.0):
+            raise ConfigurationError(f"request_margin must be a fraction from 0 to 1, got {request_margin!r}")
         _check_delay("min_token_window", min_token_window, allow_zero=False)
         if default_pause > max_pause:
             raise ConfigurationError(
@@ -260,12 +288,14 @@ class RateLimiter:
         self._clock: Clock = clock if clock is not None else LoopClock()
         self.max_pause = float(max_pause)
         self.request_window = float(request_window)
+        self.request_margin = float(request_margin)
+        self._configured_margin = self.request_margin
         self.default_pause = float(default_pause)
         self.min_token_window = float(min_token_window)
 
         self._requests = _Bucket("requests", requests_per_minute)
         self._tokens = _Bucket("tokens", tokens_per_minute)
-        self._window = _RequestWindow()
+        self._pacer = _RequestPacer()
         self._resize()
 
         self._waiters: deque[_Waiter] = deque()
@@ -275,6 +305,7 @@ class RateLimiter:
         self._settled = 0
         self._synced_sequence = 0
         self._burst_sequence = 0
+        self._margin_sequence = 0
         self._largest_tokens = 0
         self._need_probe = requests_per_minute is None or tokens_per_minute is None
         self._probe: Ticket | None = None
@@ -324,7 +355,7 @@ class RateLimiter:
 
         self._requests.refill(now)
         self._tokens.refill(now)
-        delay = max(self._window.delay(now), self._requests.delay(1), self._tokens.delay(tokens))
+        delay = max(self._pacer.delay(now), self._requests.delay(1), self._tokens.delay(tokens))
         return 0.0 if delay <= _EPSILON else delay
 
     async def _wait_for_change(self, delay: float | None) -> None:
@@ -343,7 +374,7 @@ class RateLimiter:
         self._waiters.popleft()
         self._requests.take(1)
         self._tokens.take(waiter.tokens)
-        self._window.record(now)
+        self._pacer.record(now)
 
         self._issued += 1
         probe = self._need_probe
@@ -352,6 +383,7 @@ class RateLimiter:
         self._tokens_charged += waiter.tokens
         if probe:
             self._probe = ticket
+        self._narrow_request_margin()
         self._promote_head()
         return ticket
 
@@ -479,6 +511,8 @@ class RateLimiter:
                 bucket.set_level(min(bucket.level, 0.0))
         if kind == "tokens":
             self._learn_token_window(ticket)
+        elif kind == "requests" and info is not None and (info.remaining_requests or 0) > 0:
+            self._widen_request_margin(ticket)
         logger.info(
             "HTTP 429 (%s) for ticket %d: pausing all requests for %.3f s", kind or "unknown", ticket.sequence, delay
         )
@@ -497,6 +531,32 @@ class RateLimiter:
             logger.info("token burst allowance lowered from %.0f to %.0f tokens", before, bucket.capacity)
         self._burst_sequence = self._issued
 
+    def _widen_request_margin(self, ticket: Ticket) -> None:
+        """Stretch request spacing after a 429 of type `requests` with requests still remaining.
+
+        Such a 429 comes from the server's short window: requests reached it closer together
+        than they were sent. The margin grows by `_MARGIN_STEP`, once per ticket issued under the
+        previous margin, up to `_MAX_MARGIN`, and `_narrow_request_margin` undoes it slowly.
+        """
+        if ticket.sequence <= self._margin_sequence or self.request_margin >= _MAX_MARGIN:
+            return
+        before = self.request_margin
+        self.request_margin = min(_MAX_MARGIN, self.request_margin + _MARGIN_STEP)
+        self._margin_sequence = self._issued
+        self._resize()
+        logger.info(
+            "request margin widened from %.3f to %.3f after a 429 of type requests", before, self.request_margin
+        )
+
+    def _narrow_request_margin(self) -> None:
+        if self.request_margin <= self._configured_margin:
+            return
+        if self._issued - self._margin_sequence < _MARGIN_DECAY_REQUESTS:
+            return
+        self.request_margin = max(self._configured_margin, self.request_margin - _MARGIN_STEP)
+        self._margin_sequence = self._issued
+        self._resize()
+
     def _fail_oversized_waiters(self) -> None:
         limit = self._tokens.limit
         if limit is None:
@@ -513,7 +573,7 @@ class RateLimiter:
                     waiter.turn.set_result(None)
 
     def _resize(self) -> None:
-        self._window.resize(self._requests.limit, self._requests.period, self.request_window)
+        self._pacer.resize(self._requests.limit, self._requests.period, self.request_window, self.request_margin)
 
     # Reporting.
 
@@ -551,8 +611,9 @@ class RateLimiter:
             level_tokens=tokens.level if tokens.limit is not None else None,
             rate_requests=requests.rate if requests.limit is not None else None,
             rate_tokens=tokens.rate if tokens.limit is not None else None,
-            burst_requests=self._window.size or None,
+            burst_requests=self._pacer.burst or None,
             burst_tokens=tokens.capacity if tokens.limit is not None else None,
+            request_margin=self.request_margin,
             waiters=len(self._waiters),
             waiting_tokens=self._waiting_tokens(),
             in_flight=len(self._in_flight),

@@ -136,39 +136,72 @@ async def test_fifo_large_not_starved() -> None:
     assert clock.now() == pytest.approx(50.0 + 0.5, abs=0.01)
 
 
+def max_in_any_window(times: list[float], length: float) -> int:
+    ordered = sorted(times)
+    counts = [
+        sum(1 for moment in ordered[index:] if moment < start + length - 1e-9) for index, start in enumerate(ordered)
+    ]
+    return max(counts)
+
+
 async def test_cold_start_request_burst_bounded() -> None:
     clock = FakeClock()
     limiter = RateLimiter(3_000, 10_000_000, clock=clock, request_window=1.0)  # 50 requests per second
     tasks = start_acquires(limiter, [1] * 200)
     await yield_to_loop(100)
-    assert issued(tasks) == 50
+    assert issued(tasks) <= 2
 
     clock.advance(0.5)
     await yield_to_loop(100)
-    assert issued(tasks) == 50
-
-    clock.advance(0.5)
-    await yield_to_loop(100)
-    assert issued(tasks) == 100
+    assert issued(tasks) <= 27
     for task in tasks:
         task.cancel()
+
+
+async def test_cold_start_window_bound_holds() -> None:
+    clock = FakeClock(autojump=True)
+    limiter = RateLimiter(3_000, 10_000_000, clock=clock, request_window=1.0)
+    tickets = await asyncio.gather(*start_acquires(limiter, [1] * 200))
+    times = [ticket.issued_at for ticket in tickets]
+    assert max_in_any_window(times, 1.0) <= 50
+    # 200 requests at 50 per 1.02 s (the default 2% margin): the last starts near 3 windows in.
+    assert times[-1] == pytest.approx(3 * 1.02 + 49 * 0.02, abs=0.05)
+
+
+async def test_window_without_margin_exact() -> None:
+    clock = FakeClock(autojump=True)
+    limiter = RateLimiter(3_000, 10_000_000, clock=clock, request_margin=0.0)
+    tickets = await asyncio.gather(*start_acquires(limiter, [1] * 150))
+    times = [ticket.issued_at for ticket in tickets]
+    assert max_in_any_window(times, 1.0) == 50
+    assert sum(1 for moment in times if moment < 1.0) == 50
 
 
 async def test_request_window_holds_in_any_window() -> None:
     clock = FakeClock(autojump=True)
     limiter = RateLimiter(600, None, clock=clock, request_window=2.0)  # 10 per s, 20 per 2 s
-    limiter.settle(await limiter.acquire(), RateLimitInfo(), status=200)
+    probe = await limiter.acquire()
+    limiter.settle(probe, RateLimitInfo(), status=200)
     tickets = await asyncio.gather(*start_acquires(limiter, [0] * 99))
-    times = sorted([0.0] + [ticket.issued_at for ticket in tickets])
-    for index, start in enumerate(times):
-        in_window = [moment for moment in times[index:] if moment < start + 2.0 - 1e-9]
-        assert len(in_window) <= 20
-    assert times[-1] == pytest.approx(8.0)
+    times = [probe.issued_at] + [ticket.issued_at for ticket in tickets]
+    assert max_in_any_window(times, 2.0) <= 20
+    assert max_in_any_window(times, 0.2) <= 3
+    assert 9.5 <= times[-1] <= 10.5
+
+
+async def test_probe_counts_in_window() -> None:
+    clock = FakeClock(autojump=True)
+    limiter = RateLimiter(60, None, clock=clock)  # one request per second
+    probe = await limiter.acquire()
+    clock.advance(0.25)
+    limiter.settle(probe, RateLimitInfo(), status=200)
+    second = await limiter.acquire()
+    assert second.issued_at == pytest.approx(1.02)
 
 
 async def test_fractional_window_keeps_rate() -> None:
     clock = FakeClock(autojump=True)
-    limiter = RateLimiter(90, None, clock=clock)  # 1.5 per second: one per 2/3 s
+    limiter = RateLimiter(90, None, clock=clock, request_margin=0.0)  # 1.5 per second: one per 2/3 s
     limiter.settle(await limiter.acquire(), RateLimitInfo(), status=200)
     tickets = await asyncio.gather(*start_acquires(limiter, [0] * 30))
     gaps = [later.issued_at - earlier.issued_at for earlier, later in itertools.pairwise(tickets)]
@@ -191,16 +224,17 @@ async def test_probe_lets_one_request_through() -> None:
     assert limiter.statistics().probing
 
     info = RateLimitInfo(
-        limit_requests=600, limit_tokens=60_000, remaining_requests=599, remaining_tokens=59_900
+        limit_requests=60_000, limit_tokens=60_000, remaining_requests=59_999, remaining_tokens=59_900
     )
     limiter.settle(probe, info, tokens_used=100, status=200)
+    clock.advance(0.01)  # requests are spaced 1 ms apart at 60,000 per minute
     await yield_to_loop()
     assert issued(tasks) == 3
     stats = limiter.statistics()
     assert not stats.probing
-    assert stats.limit_requests == 600
+    assert stats.limit_requests == 60_000
     assert stats.limit_tokens == 60_000
-    assert stats.level_tokens == pytest.approx(59_900 - 300)
+    assert stats.level_tokens == pytest.approx(59_900 - 300, abs=10)
     assert not any(task.result().probe for task in tasks)
 
 
@@ -231,7 +265,7 @@ async def test_no_headers_stays_unlimited() -> None:
 
 
 async def test_configured_limits_skip_probe() -> None:
-    limiter = RateLimiter(600, 60_000, clock=FakeClock())
+    limiter = RateLimiter(60_000, 60_000, clock=FakeClock())
     first = await limiter.acquire(tokens=10)
     second = await limiter.acquire(tokens=10)
     assert not first.probe
@@ -368,7 +402,7 @@ async def test_usage_correction_never_overfills() -> None:
 
 async def test_429_pauses_every_waiter_until_hint() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(6_000, 1_000_000, clock=clock)
+    limiter = RateLimiter(600_000, 1_000_000, clock=clock)
     rejected = await limiter.acquire(tokens=10)
     limiter.settle(rejected, RateLimitInfo(retry_after=2.0), status=429, limit_type="requests")
     tasks = start_acquires(limiter, [10] * 5)
@@ -393,7 +427,7 @@ async def test_429_pauses_every_waiter_until_hint() -> None:
 
 async def test_429_extends_pause_of_sleeping_head() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(6_000, 1_000_000, clock=clock)
+    limiter = RateLimiter(600_000, 1_000_000, clock=clock)
     first = await limiter.acquire()
     second = await limiter.acquire()
     limiter.settle(first, RateLimitInfo(retry_after=1.0), status=429)
@@ -441,7 +475,7 @@ async def test_429_infers_tokens_from_info() -> None:
 
 async def test_burst_429_tokens_halves_window_once() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(6_000, 60_000, clock=clock)  # 1,000 tokens per second
+    limiter = RateLimiter(600_000, 60_000, clock=clock)  # 1,000 tokens per second
     tickets = [await limiter.acquire(tokens=2_000) for _ in range(30)]
     assert limiter.statistics().level_tokens == pytest.approx(0)
 
@@ -473,7 +507,7 @@ async def test_learned_window_keeps_to_floor() -> None:
 
 async def test_learned_window_paces_burst() -> None:
     clock = FakeClock(autojump=True)
-    limiter = RateLimiter(60_000, 60_000, clock=clock)  # 1,000 tokens per second
+    limiter = RateLimiter(6_000_000, 60_000, clock=clock)  # 1,000 tokens per second
     first = await limiter.acquire(tokens=1_000)
     limiter.settle(first, RateLimitInfo(retry_after=0.5), status=429, limit_type="tokens")
     clock.advance(120.0)
@@ -484,6 +518,41 @@ async def test_learned_window_paces_burst() -> None:
     assert len(at_start) == 30
     assert tickets[30].issued_at == pytest.approx(start + 1.0)
     assert tickets[-1].issued_at == pytest.approx(start + 30.0)
+
+
+async def test_429_requests_widens_margin_once() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(600_000, 1_000_000, clock=clock)
+    tickets = [await limiter.acquire() for _ in range(3)]
+    info = RateLimitInfo(remaining_requests=500, retry_after=0.01)
+    for ticket in tickets:
+        limiter.settle(ticket, info, status=429, limit_type="requests")
+    assert limiter.statistics().request_margin == pytest.approx(0.03)
+
+    clock.advance(1.0)
+    later = await limiter.acquire()
+    limiter.settle(later, info, status=429, limit_type="requests")
+    assert limiter.statistics().request_margin == pytest.approx(0.04)
+
+
+async def test_429_requests_empty_bucket_keeps_margin() -> None:
+    limiter = RateLimiter(600_000, 1_000_000, clock=FakeClock())
+    ticket = await limiter.acquire()
+    limiter.settle(ticket, RateLimitInfo(remaining_requests=0, retry_after=0.01), status=429, limit_type="requests")
+    assert limiter.statistics().request_margin == pytest.approx(0.02)
+
+
+async def test_widened_margin_narrows_later() -> None:
+    clock = FakeClock(autojump=True)
+    limiter = RateLimiter(6_000_000, 1_000_000_000, clock=clock)
+    ticket = await limiter.acquire()
+    limiter.settle(ticket, RateLimitInfo(remaining_requests=500, retry_after=0.01), status=429, limit_type="requests")
+    assert limiter.statistics().request_margin == pytest.approx(0.03)
+    for _ in range(499):
+        limiter.settle(await limiter.acquire(), None, status=200)
+    assert limiter.statistics().request_margin == pytest.approx(0.03)
+    limiter.settle(await limiter.acquire(), None, status=200)
+    assert limiter.statistics().request_margin == pytest.approx(0.02)
 
 
 # Cancellation.
