@@ -10,8 +10,7 @@ and RSS are the JVM's, which include the database's own work.
 from __future__ import annotations
 
 import json
-import os
-import random
+import resource
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from tests.neo4j.server import Neo4jTestServer  # noqa: E402
 MODEL = "text-embedding-3-small"
 CLOSED_LOCAL_URL = "http://127.0.0.1:9/v1"
 CHECK_SAMPLE = 2_000
-"""Vectors read back and compared with `expected_vector`; reading every 1536-float vector over Bolt is slow."""
+"""Vectors read back and compared with `expected_vector`, because reading every vector over Bolt is slow."""
 
 USER_OPTIONS = {"batchSize": 2000, "parallel": True, "concurrency": 50}
 """The `apoc.periodic.iterate` options of the APOC run that motivated embedlimit."""
@@ -110,7 +109,9 @@ class ApocRunner:
         with self.driver.session() as session:
             session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
 
-    def run(self, spec: SimulatorSpec, peer: str, parts: list[list[str]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def run(
+        self, spec: SimulatorSpec, peer: str, parts: list[list[str]]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Embed `parts` with APOC, one `periodic.iterate` per part at once; return child-style results and stats."""
         self._load_docs(parts)
         with SimulatorProcess(spec, self.key) as simulator:
@@ -141,7 +142,8 @@ class ApocRunner:
 
     def _iterate_parts(self, count: int, config: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Run one periodic.iterate per part in its own thread, and measure the JVM over the whole run."""
-        assert self.driver is not None and self.jvm is not None
+        assert self.driver is not None
+        assert self.jvm is not None
         outcomes: list[dict[str, Any]] = []
 
         def iterate(part: int) -> None:
@@ -176,3 +178,130 @@ class ApocRunner:
 def _matches(vector: list[float], text: str) -> bool:
     return len(vector) == 1536 and bool(
         numpy.allclose(numpy.asarray(vector, dtype=numpy.float32), expected_vector(text), atol=1e-6))
+
+
+def package_text(summary: str | None, description: str | None) -> str:
+    """Return the text both clients embed for a package: summary, blank line, description."""
+    return f"{summary or ''}\n\n{description or ''}"
+
+
+class BackfillComparison:
+    """Scenario (f): load Debian packages once, then embed them with embedlimit's CLI and with APOC."""
+
+    def __init__(self, apoc: ApocRunner, environment: dict[str, str], workdir: Path) -> None:
+        self.apoc = apoc
+        self.environment = environment | {"NEO4J_URI": apoc.uri}
+        self.environment.pop("NEO4J_PASSWORD", None)
+        self.workdir = workdir
+
+    def load(self, debian_file: Path) -> float:
+        """Load the packages with `embedlimit load-debian`; return the seconds it took."""
+        self.apoc.clear()
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "embedlimit", "load-debian", str(debian_file), "--log-level", "WARNING"],
+                       env=self.environment, check=True, capture_output=True, text=True)
+        return time.monotonic() - started
+
+    def run_embedlimit(self, spec: SimulatorSpec) -> dict[str, Any]:
+        """Run `embedlimit backfill` in a child process: CPU from RUSAGE_CHILDREN, peak RSS sampled with psutil."""
+        with SimulatorProcess(spec, self.apoc.key) as simulator:
+            environment = self.environment | {"OPENAI_BASE_URL": simulator.base_url, "OPENAI_API_KEY": self.apoc.key}
+            command = [sys.executable, "-m", "embedlimit", "backfill", "--label", "Package",
+                       "--text-template", "{summary}\\n\\n{description}", "--key-property", "name",
+                       "--clock-scale", "1", "--json", "--log-level", "WARNING",
+                       "--dead-letter", str(self.workdir / "package-dead-letters.jsonl")]
+            # The simulator is still running, so the only child reaped in this window is the backfill.
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started_at = time.time()
+            process = subprocess.Popen(
+                command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            sampler = RssSampler(process.pid)
+            stdout, stderr = process.communicate()
+            finished_at = time.time()
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stats = simulator.stats()
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return {"peer": "embedlimit-backfill", "started_at": started_at, "finished_at": finished_at,
+                "cpu_seconds": cpu, "peak_rss_mb": sampler.stop(), "exit_code": process.returncode,
+                "summary": _last_json_line(stdout), "errors": [stderr[-1500:]] if process.returncode else [],
+                "stats": stats}
+
+    def run_apoc(self, spec: SimulatorSpec, peer: str) -> dict[str, Any]:
+        assert self.apoc.driver is not None
+        assert self.apoc.jvm is not None
+        with SimulatorProcess(spec, self.apoc.key) as simulator:
+            config = self.apoc._config(simulator.base_url, backoff=peer == "apoc-backoff")
+            options = USER_OPTIONS | {"params": {"key": self.apoc.key, "config": config}}
+            cpu_before = sum(self.apoc.jvm.cpu_times()[:2])
+            started_at = time.time()
+            records, _, _ = self.apoc.driver.execute_query(PACKAGE_ITERATE, options=options)
+            finished_at = time.time()
+            stats = simulator.stats()
+        outcome = dict(records[0])
+        return {"peer": peer, "started_at": started_at, "finished_at": finished_at,
+                "cpu_seconds": sum(self.apoc.jvm.cpu_times()[:2]) - cpu_before,
+                "peak_rss_mb": self.apoc.jvm.memory_info().rss / 2**20,
+                "failed_batches": outcome["failedBatches"], "errors": list(outcome["errorMessages"])[:3],
+                "stats": stats}
+
+    def count_lost(self, overlong: set[str]) -> tuple[int, int, int]:
+        """Return (packages without a vector, wrong vectors in a sample, packages in all).
+
+        A text over 8,191 tokens is left out of the sample, because embedlimit embeds it truncated.
+        """
+        assert self.apoc.driver is not None
+        records, _, _ = self.apoc.driver.execute_query(
+            "MATCH (p:Package) RETURN count(p) AS total, count(p.embedding) AS embedded")
+        total, embedded = records[0]["total"], records[0]["embedded"]
+        records, _, _ = self.apoc.driver.execute_query(
+            "MATCH (p:Package) WHERE p.embedding IS NOT NULL WITH p, rand() AS r ORDER BY r LIMIT $n "
+            "RETURN p.name AS name, p.summary AS summary, p.description AS description, p.embedding AS embedding",
+            n=CHECK_SAMPLE)
+        wrong = sum(1 for record in records if record["name"] not in overlong
+                    and not _matches(record["embedding"], package_text(record["summary"], record["description"])))
+        return total - embedded, wrong, total
+
+    def remove_vectors(self) -> None:
+        assert self.apoc.driver is not None
+        with self.apoc.driver.session() as session:
+            session.run(
+                "MATCH (p:Package) WHERE p.embedding IS NOT NULL CALL (p) { "
+                "REMOVE p.embedding, p.embedding_model, p.embedding_hash } IN TRANSACTIONS OF 5000 ROWS"
+            ).consume()
+
+
+class RssSampler:
+    """Sample a process's RSS every 0.2 s in a thread and keep the peak; a peak shorter than 0.2 s can be missed."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            self._stopped.wait(0.2)
+
+    def stop(self) -> float:
+        """Stop sampling and return the peak RSS in MiB."""
+        self._stopped.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def _last_json_line(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                parsed: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            return parsed
+    return None

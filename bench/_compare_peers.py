@@ -27,9 +27,9 @@ import numpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _compare_cookbook import CookbookProcessor, make_jobs  # noqa: E402
+from _compare_cookbook import CookbookProcessor, make_jobs
 
-from embedlimit.testing import expected_vector  # noqa: E402
+from embedlimit.testing import expected_vector
 
 MODEL = "text-embedding-3-small"
 INPUTS_PER_REQUEST = 100

@@ -1,10 +1,15 @@
 """Compare embedlimit with the clients people already use, on one simulator, workload and limits.
 
-Peers: embedlimit; openai-python `AsyncOpenAI` with asyncio.gather and a semaphore, with default
-retries and with `max_retries=8`; the OpenAI Cookbook's parallel-processor algorithm
-(`_compare_cookbook.py`); langchain-openai `OpenAIEmbeddings.aembed_documents`; neo4j-graphrag
-`OpenAIEmbeddings` in threads; and APOC `apoc.ml.openai.embedding` driven by
-`apoc.periodic.iterate` inside Neo4j, without and with its back-off options (`_compare_apoc.py`).
+Peers:
+
+- embedlimit;
+- openai-python `AsyncOpenAI` with asyncio.gather and a semaphore, with default retries and with
+  `max_retries=8`;
+- the OpenAI Cookbook's parallel-processor algorithm (`_compare_cookbook.py`);
+- langchain-openai `OpenAIEmbeddings.aembed_documents`;
+- neo4j-graphrag `OpenAIEmbeddings` in threads;
+- APOC `apoc.ml.openai.embedding` driven by `apoc.periodic.iterate` inside Neo4j, without and
+  with its back-off options (`_compare_apoc.py`).
 
 Each Python peer runs in its own process (`_compare_peers.py`), against an `embedlimit simulate`
 process started fresh for each run, in real time (time scale 1), because most peers sleep in
@@ -12,9 +17,10 @@ real seconds. Scenarios: (a) limits known to the client, (b) limits learned, (c)
 sharing one key, (d) 5% HTTP 500 and 1% connection resets, (e) no limits, CPU per 100,000
 vectors, (f) the Debian backfill into Neo4j, embedlimit's CLI against APOC.
 
-Usage: `python bench/compare.py [--quick] [--no-apoc] [--only a,b,...] [--output PATH]`. Quick
-mode runs tiny sizes without Neo4j in well under a minute. The table goes to stdout and the
-raw figures to `bench/results/compare.json` (`compare_quick.json` with `--quick`).
+Usage: `python bench/compare.py [--quick] [--apoc | --no-apoc] [--only abcdef] [--peers P,...]
+[--output PATH]`. Quick mode runs tiny sizes without Neo4j in well under a minute. The tables go
+to stdout and the raw figures to `bench/results/compare.json` (`compare_quick.json` with
+`--quick`).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
 PEER_TIMEOUT = 900.0
 TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-"""Only the cache key tiktoken files cl100k_base under; nothing is downloaded from it."""
+"""The URL whose SHA-1 names tiktoken's cached cl100k_base file; used as a cache key, never fetched."""
 
 PYTHON_PEERS = ("embedlimit", "openai", "openai-retries8", "cookbook", "langchain", "graphrag")
 
@@ -81,7 +87,7 @@ FULL = Sizes(
     tpm=1_000_000,
     workload_tokens=1_500_000,
     graphrag_inputs=4_000,
-    unlimited_inputs=50_000,
+    unlimited_inputs=30_000,
     latency_ms=200,
     latency_jitter_ms=100,
     debian_file=DEBIAN_FULL,
@@ -125,6 +131,8 @@ class Row:
     wall_seconds: float
     floor_seconds: float
     naive_bound_seconds: float
+    charged_floor_seconds: float
+    """The floor for the tokens the simulator charged, which include requests resent after a fault."""
     rate_limited: int
     lost: int
     cpu_seconds: float
@@ -150,15 +158,15 @@ def load_debian_texts(path: Path) -> list[str]:
 
 
 def build_workload(texts: list[str], total_tokens: int) -> tuple[list[str], list[int]]:
-    """Take texts in file order until `total_tokens`, skipping any over the per-input limit.
+    """Take texts in file order until `total_tokens`, skipping blank ones and any over the per-input limit.
 
-    Every peer must be able to embed every input, so inputs longer than 8,191 tokens (a few
-    Debian descriptions) are left out; scenario (f) keeps them.
+    Every peer must be able to embed every input, so inputs longer than 8,191 tokens (two
+    Debian descriptions) are left out. Scenario (f) keeps them.
     """
     counts = count_tokens_batch(texts)
     chosen: list[str] = []
     chosen_counts: list[int] = []
-    for text, count in zip(texts, counts):
+    for text, count in zip(texts, counts, strict=True):
         if count > MAX_INPUT_TOKENS or not text.strip():
             continue
         chosen.append(text)
@@ -238,7 +246,8 @@ class Runner:
             output_path = self.workdir / f"result-{number}.json"
             output_path.unlink(missing_ok=True)
             command = [sys.executable, str(PEERS_SCRIPT), peer, str(texts_path), str(output_path)]
-            children.append((subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True), output_path))
+            process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+            children.append((process, output_path))
 
         results = []
         for process, output_path in children:
@@ -251,28 +260,37 @@ class Runner:
     def row(
         self, scenario: Scenario, peer: str, counts: list[int], results: list[dict[str, Any]], stats: dict[str, Any]
     ) -> Row:
-        requests = len(counts) if peer == "graphrag" else minimum_requests(counts)
-        floor, naive = floor_seconds(sum(counts), requests, scenario.spec.rpm, scenario.spec.tpm)
-        notes = [error for result in results for error in result["errors"]][:3]
-        return Row(
-            peer=peer,
-            inputs=len(counts),
-            tokens=sum(counts),
-            wall_seconds=max(r["finished_at"] for r in results) - min(r["started_at"] for r in results),
-            floor_seconds=floor,
-            naive_bound_seconds=naive,
-            rate_limited=sum(stats["rate_limited"].values()),
-            lost=sum(r["lost"] for r in results),
-            cpu_seconds=sum(r["cpu_seconds"] for r in results),
-            peak_rss_mb=max(r["peak_rss_mb"] for r in results),
-            requests=stats["requests"],
-            statuses=stats["requests_by_status"],
-            notes=notes,
-        )
+        return make_row(scenario, peer, counts, results, stats)
+
+
+def make_row(
+    scenario: Scenario, peer: str, counts: list[int], results: list[dict[str, Any]], stats: dict[str, Any]
+) -> Row:
+    """Combine the results of a peer's processes and the simulator's counters into one row."""
+    requests = len(counts) if peer == "graphrag" else minimum_requests(counts)
+    floor, naive = floor_seconds(sum(counts), requests, scenario.spec.rpm, scenario.spec.tpm)
+    charged_floor, _ = floor_seconds(stats["tokens_accepted"], requests, scenario.spec.rpm, scenario.spec.tpm)
+    notes = [error for result in results for error in result["errors"]][:3]
+    return Row(
+        peer=peer,
+        inputs=len(counts),
+        tokens=sum(counts),
+        wall_seconds=max(r["finished_at"] for r in results) - min(r["started_at"] for r in results),
+        floor_seconds=floor,
+        naive_bound_seconds=naive,
+        charged_floor_seconds=charged_floor,
+        rate_limited=sum(stats["rate_limited"].values()),
+        lost=sum(r["lost"] for r in results),
+        cpu_seconds=sum(r["cpu_seconds"] for r in results),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in results),
+        requests=stats["requests"],
+        statuses=stats["requests_by_status"],
+        notes=notes,
+    )
 
 
 def build_scenarios(sizes: Sizes, quick: bool, apoc: bool) -> list[Scenario]:
-    """Return scenarios (a) to (e); scenario (f) runs through `_compare_apoc.run_backfill_comparison`."""
+    """Return scenarios (a) to (e); scenario (f) runs through `run_backfill_scenario`."""
     limited = SimulatorSpec(sizes.rpm, sizes.tpm, sizes.latency_ms, sizes.latency_jitter_ms)
     faulty = replace(limited, fault_rates={"http_500": 0.05, "connection_reset": 0.01}, seed=7)
     unlimited = SimulatorSpec(0, 0)
@@ -296,6 +314,12 @@ def build_scenarios(sizes: Sizes, quick: bool, apoc: bool) -> list[Scenario]:
                  ("embedlimit", "openai") if quick else ("embedlimit", "openai", "cookbook", "langchain"),
                  limits_known=("cookbook",)),
     ]
+
+
+def workload_pool(texts: list[str]) -> list[str]:
+    """Return the texts every peer can embed: not blank and at most 8,191 tokens."""
+    counts = count_tokens_batch(texts)
+    return [text for text, count in zip(texts, counts, strict=True) if text.strip() and count <= MAX_INPUT_TOKENS]
 
 
 def distinct_texts(texts: list[str], count: int) -> list[str]:
@@ -322,7 +346,8 @@ def run_scenario(runner: Runner, scenario: Scenario, workload: list[str], counts
         else:
             row = runner.run_python_peer(scenario, peer, texts, peer_counts)
         rows.append(row)
-        print(f"  ({scenario.name}) {format_row(row)}  [{time.monotonic() - started:.0f} s]", file=sys.stderr, flush=True)
+        elapsed = time.monotonic() - started
+        print(f"  ({scenario.name}) {format_row(row)}  [{elapsed:.0f} s]", file=sys.stderr, flush=True)
     return rows
 
 
@@ -356,13 +381,17 @@ def markdown_table(scenario_name: str, rows: list[Row]) -> str:
             lines.append(f"| {PEER_LABELS[row.peer]} | {row.inputs:,} | {row.wall_seconds:.1f} | "
                          f"{row.cpu_seconds:.2f} | {per_100k:.1f} | {row.peak_rss_mb:.0f} | {row.lost:,} |")
         return "\n".join(lines)
-    lines = ["| Client | Inputs | Wall s | Floor s | Wall / floor | Wall / naive bound | 429s | Lost | CPU s | Peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| Client | Inputs | Wall s | Floor s | Wall / floor | Wall / naive bound | Charged floor s | 429s "
+             "| Lost | CPU s | Peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         naive = row.wall_seconds / row.naive_bound_seconds if row.naive_bound_seconds else math.nan
-        lines.append(f"| {PEER_LABELS[row.peer]} | {row.inputs:,} | {row.wall_seconds:.1f} | {row.floor_seconds:.1f} | "
-                     f"{row.ratio:.2f} | {naive:.2f} | {row.rate_limited:,} | {row.lost:,} | "
-                     f"{row.cpu_seconds:.2f} | {row.peak_rss_mb:.0f} |")
+        cells = [
+            PEER_LABELS[row.peer], f"{row.inputs:,}", f"{row.wall_seconds:.1f}", f"{row.floor_seconds:.1f}",
+            f"{row.ratio:.2f}", f"{naive:.2f}", f"{row.charged_floor_seconds:.1f}", f"{row.rate_limited:,}",
+            f"{row.lost:,}", f"{row.cpu_seconds:.2f}", f"{row.peak_rss_mb:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -391,7 +420,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, no Neo4j; for the test suite")
     parser.add_argument("--no-apoc", action="store_true", help="skip the APOC runs and scenario (f)")
-    parser.add_argument("--only", default="abcdef", help="scenarios to run, such as 'ab' (default: abcdef)")
+    parser.add_argument("--apoc", action="store_true", help="also run APOC and (f) in quick mode (starts Neo4j)")
+    parser.add_argument("--only", default="abcdef", help="scenario letters to run, such as 'ab' (default: abcdef)")
+    parser.add_argument("--peers", help="comma-separated peers to run, such as 'embedlimit,cookbook' (default: all)")
     parser.add_argument("--output", type=Path, help="JSON output path (default: bench/results/compare.json)")
     return parser.parse_args(argv)
 
@@ -399,13 +430,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     sizes = QUICK if arguments.quick else FULL
-    use_apoc = not (arguments.quick or arguments.no_apoc)
+    use_apoc = arguments.apoc if arguments.quick else not arguments.no_apoc
     output = arguments.output or RESULTS_DIR / ("compare_quick.json" if arguments.quick else "compare.json")
     report: dict[str, Any] = {"quick": arguments.quick, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "machine": machine_info(), "sizes": {k: str(v) for k, v in asdict(sizes).items()},
                               "load_at_start": load_average(), "scenarios": {}}
 
-    debian = load_debian_texts(sizes.debian_file if arguments.quick else DEBIAN_FULL)
+    debian = load_debian_texts(sizes.debian_file)
     workload, counts = build_workload(debian, sizes.workload_tokens)
     with tempfile.TemporaryDirectory(prefix="embedlimit-compare-") as workdir, apoc_context(use_apoc) as apoc:
         runner = Runner(sizes, Path(workdir), apoc)
@@ -414,16 +445,18 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in build_scenarios(sizes, arguments.quick, use_apoc):
             if scenario.name not in arguments.only:
                 continue
+            if arguments.peers:
+                scenario = replace(scenario, peers=tuple(p for p in scenario.peers if p in arguments.peers.split(",")))
             texts, text_counts = workload, counts
             if scenario.name == "e":
-                texts = distinct_texts([t for t in debian if t.strip()], sizes.unlimited_inputs)
+                texts = distinct_texts(workload_pool(debian), sizes.unlimited_inputs)
                 text_counts = count_tokens_batch(texts)
             print(f"scenario ({scenario.name}) {scenario.title}: {len(texts):,} inputs, "
                   f"{sum(text_counts):,} tokens", file=sys.stderr, flush=True)
             rows = run_scenario(runner, scenario, texts, text_counts)
             report["scenarios"][scenario.name] = scenario_report(scenario, rows)
         if apoc is not None and "f" in arguments.only:
-            report["scenarios"]["f"] = apoc.run_backfill_comparison(sizes, runner.environment)
+            report["scenarios"]["f"] = run_backfill_scenario(apoc, sizes, runner.environment, Path(workdir))
 
     report["load_at_end"] = load_average()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -443,6 +476,41 @@ def scenario_report(scenario: Scenario, rows: list[Row]) -> dict[str, Any]:
         "rows": [asdict(row) | {"ratio": row.ratio} for row in rows],
         "table": markdown_table(scenario.name, rows),
     }
+
+
+def run_backfill_scenario(apoc: Any, sizes: Sizes, environment: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """Scenario (f): embed every Debian package in Neo4j with `embedlimit backfill`, then with APOC."""
+    from _compare_apoc import BackfillComparison
+
+    texts = load_debian_texts(sizes.debian_file)
+    counts = count_tokens_batch(texts)
+    names = [json.loads(line)["name"] for line in _read_lines(sizes.debian_file)]
+    overlong = {name for name, count in zip(names, counts, strict=True) if count > MAX_INPUT_TOKENS}
+    spec = SimulatorSpec(sizes.backfill_rpm, sizes.backfill_tpm, sizes.latency_ms, sizes.latency_jitter_ms)
+    scenario = Scenario("f", f"Debian backfill into Neo4j ({len(texts):,} packages)", spec, ())
+    print(f"scenario (f) {scenario.title}: {sum(counts):,} tokens", file=sys.stderr, flush=True)
+
+    comparison = BackfillComparison(apoc, environment, workdir)
+    load_seconds = comparison.load(sizes.debian_file)
+    rows, raw = [], []
+    for peer in ("embedlimit-backfill", "apoc", "apoc-backoff"):
+        result = comparison.run_embedlimit(spec) if peer == "embedlimit-backfill" else comparison.run_apoc(spec, peer)
+        missing, wrong, total = comparison.count_lost(overlong)
+        result |= {"lost": missing + wrong, "wrong_in_sample": wrong, "packages": total}
+        row = make_row(scenario, peer, counts, [result], result.pop("stats"))
+        rows.append(row)
+        raw.append(result)
+        print(f"  (f) {format_row(row)}", file=sys.stderr, flush=True)
+        comparison.remove_vectors()
+    report = scenario_report(scenario, rows)
+    report |= {"load_seconds": load_seconds, "overlong_packages": len(overlong), "raw": raw}
+    return report
+
+
+def _read_lines(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:  # type: ignore[operator]
+        yield from lines
 
 
 class _NoApoc:
