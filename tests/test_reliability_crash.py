@@ -7,6 +7,7 @@ received from the API but not yet committed.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,21 @@ async def _seed_graph(driver: neo4j.AsyncDriver) -> None:
     await driver.execute_query("UNWIND $uids AS uid CREATE (:Doc {uid: uid})", uids=list(BLANK_UIDS))
 
 
+async def _settled_count(driver: neo4j.AsyncDriver) -> int:
+    """Return the vector count once it stops changing for 0.5 s, waiting at most 10 s.
+
+    A COMMIT sent just before the kill can still complete on the server after the process is gone.
+    """
+    count = await count_vectors(driver)
+    for _ in range(20):
+        await asyncio.sleep(0.5)
+        latest = await count_vectors(driver)
+        if latest == count:
+            return count
+        count = latest
+    raise AssertionError("the vector count was still changing 10 s after the kill")
+
+
 async def _blank_ids(driver: neo4j.AsyncDriver) -> set[str]:
     records, _, _ = await driver.execute_query("MATCH (d:Doc) WHERE d.title IS NULL RETURN elementId(d) AS id")
     return {record["id"] for record in records}
@@ -72,7 +88,7 @@ async def _kill_and_resume(target: Neo4jTarget, driver: neo4j.AsyncDriver, tmp_p
         if killed:
             process.kill()
         await finish_cli(process)
-        committed = await count_vectors(driver)
+        committed = await _settled_count(driver)
         embedded_at_kill = sim.stats().inputs_embedded
 
         run = await run_cli(environment, *arguments)
