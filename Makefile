@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest neo4j-build run clean
+.PHONY: test lint typecheck pytest chaos neo4j-build run clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "embedlimit needs Python 3.10 or newer, found " + sys.version'
@@ -30,6 +30,10 @@ neo4j-build: $(STAMP)
 
 pytest: $(STAMP) neo4j-build
 	$(BIN)/python -m pytest
+
+# The long reliability trials (seeded SIGKILLs, faults, restarts), left out of `make test`.
+chaos: $(STAMP) neo4j-build
+	$(BIN)/python -m pytest -m slow
 
 # make run FILE=../shared/data/debian-packages.jsonl.gz embeds the full file instead of the sample;
 # ARGS passes options to examples/debian_backfill.py, such as ARGS=--verify.
