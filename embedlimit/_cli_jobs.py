@@ -290,9 +290,11 @@ async def _replay(args: argparse.Namespace) -> int:
     async with _driver() as driver, _embedder(args) as embedder:
         report = await replay(driver, embedder, args.file, database=args.database, batch_size=args.batch_size)
     fields = {"embedded": report.embedded, "failed": report.failed, "missing": report.missing,
+              "already_embedded": report.already_embedded,
               "stopped": type(report.stopped).__name__ if report.stopped else None}
     _print_summary(args, fields, f"replayed: {report.embedded:,} embedded, {report.failed:,} failed again "
-                   f"(kept in {args.file}), {report.missing:,} nodes no longer exist")
+                   f"(kept in {args.file}), {report.missing:,} nodes no longer exist, "
+                   f"{report.already_embedded:,} had a vector already")
     if report.stopped is not None:
         print(f"embedlimit replay: stopped: {report.stopped}; fix the cause and run it again", file=sys.stderr)
         return EXIT_STOPPED

@@ -24,12 +24,14 @@ _GROUP_FIELDS = ("label", "text_property", "text_template", "embedding_property"
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """The outcome of one replay: items now embedded, items that failed again, nodes gone."""
+    """The outcome of one replay: items now embedded, items that failed again, nodes gone, and
+    nodes that had a vector already (a later backfill embedded them), which are dropped unchanged."""
 
     embedded: int
     failed: int
     missing: int
     stopped: FatalError | None = None
+    already_embedded: int = 0
 
 
 def read_dead_letters(path: Path) -> list[dict[str, Any]]:
@@ -54,7 +56,8 @@ async def replay(driver: neo4j.AsyncDriver, embedder: Embedder, path: str | Path
 
     Each entry's text is read from its node again, so a text fixed in the graph since the first
     run is what gets embedded. Entries whose node no longer exists are dropped and counted as
-    missing. A `FatalError` stops the replay, and every entry not yet embedded stays in the file.
+    missing, and entries whose node has a vector by now are dropped without embedding it again.
+    A `FatalError` stops the replay, and every entry not yet embedded stays in the file.
     """
     path = Path(path)
     entries = read_dead_letters(path)
@@ -73,9 +76,11 @@ async def replay(driver: neo4j.AsyncDriver, embedder: Embedder, path: str | Path
             stopped = error
             break
     left = [failed.get(entry["node_id"], entry) for entry in entries
-            if entry["node_id"] not in done and not entry.get("_missing")]
+            if entry["node_id"] not in done and not entry.get("_missing") and not entry.get("_embedded_since")]
     _rewrite(path, left)
-    return ReplayReport(embedded=len(done), failed=len(left), missing=missing, stopped=stopped)
+    already = sum(1 for entry in entries if entry.get("_embedded_since"))
+    return ReplayReport(embedded=len(done), failed=len(left), missing=missing, stopped=stopped,
+                        already_embedded=already)
 
 
 async def _replay_group(driver: neo4j.AsyncDriver, embedder: Embedder, entries: list[dict[str, Any]],
@@ -90,9 +95,10 @@ async def _replay_group(driver: neo4j.AsyncDriver, embedder: Embedder, entries: 
         model_property=f"{first.get('embedding_property')}_model" if first.get("store_hash") else None,
         hash_property=f"{first.get('embedding_property')}_hash" if first.get("store_hash") else None,
     )
-    nodes = await _fetch_nodes(driver, target, [entry["node_id"] for entry in entries])
+    nodes, embedded_since = await _fetch_nodes(driver, target, [entry["node_id"] for entry in entries])
     for entry in entries:
-        entry["_missing"] = entry["node_id"] not in nodes
+        entry["_missing"] = entry["node_id"] not in nodes and entry["node_id"] not in embedded_since
+        entry["_embedded_since"] = entry["node_id"] in embedded_since
     by_id = {entry["node_id"]: entry for entry in entries}
     sink = VectorSink(driver, target)
     rows: list[VectorRow] = []
@@ -120,15 +126,19 @@ async def _write(sink: VectorSink, rows: list[VectorRow], done: set[str]) -> Non
         done.update(row.element_id for row in rows)
 
 
-async def _fetch_nodes(driver: neo4j.AsyncDriver, target: GraphTarget, ids: list[str]) -> dict[str, NodeText]:
+async def _fetch_nodes(driver: neo4j.AsyncDriver, target: GraphTarget,
+                       ids: list[str]) -> tuple[dict[str, NodeText], set[str]]:
+    """Return the listed nodes still without a vector, and the ids of those that have one now."""
     projection = ", ".join(f".{quote_name(name, 'text property')}" for name in target.text.properties)
+    embedding = f"n.{quote_name(target.embedding_property, 'embedding property')}"
     records, _, _ = await driver.execute_query(
         f"UNWIND $ids AS id MATCH (n:{quote_name(target.label, 'label')}) WHERE elementId(n) = id "
-        f"RETURN elementId(n) AS id, n {{{projection}}} AS values",
+        f"RETURN elementId(n) AS id, n {{{projection}}} AS values, {embedding} IS NOT NULL AS has_vector",
         ids=ids, database_=target.database, routing_=neo4j.RoutingControl.READ,
     )
-    return {record["id"]: NodeText(record["id"], record["id"], target.text.render(record["values"]))
-            for record in records}
+    nodes = {record["id"]: NodeText(record["id"], record["id"], target.text.render(record["values"]))
+             for record in records if not record["has_vector"]}
+    return nodes, {record["id"] for record in records if record["has_vector"]}
 
 
 def _rewrite(path: Path, entries: Iterable[dict[str, Any]]) -> None:

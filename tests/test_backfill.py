@@ -200,3 +200,24 @@ async def test_replay_keeps_items_failing_again(
     assert len(lines) == 1
     assert lines[0]["attempts"] == 2
     assert lines[0]["label"] == "Doc"
+
+
+async def test_replay_drops_nodes_embedded_since(
+    neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
+) -> None:
+    await _create_docs(neo4j_driver, 3)
+    await neo4j_driver.execute_query("MATCH (d:Doc {uid: 1}) SET d.body = ''")
+    dead_letter_path = tmp_path / "dead.jsonl"
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        await backfill(neo4j_driver, embedder, "Doc", "body", dead_letter_path=dead_letter_path)
+    await neo4j_driver.execute_query("MATCH (d:Doc {uid: 1}) SET d.body = 'fixed', d.embedding = [1.0, 0.0]")
+    requests_before = simulator.stats().requests
+
+    async with _embedder(simulator) as embedder:
+        report = await replay(neo4j_driver, embedder, dead_letter_path)
+
+    assert report.already_embedded == 1
+    assert report.embedded == 0
+    assert report.failed == 0
+    assert simulator.stats().requests == requests_before
+    assert dead_letter_path.read_bytes() == b""
