@@ -34,6 +34,7 @@ INDEX = "package_embedding_vector"
 sys.path.insert(0, str(ROOT))
 
 from embedlimit import Embedder  # noqa: E402
+from embedlimit._packing import prepare_texts  # noqa: E402
 from embedlimit.testing import Simulator, expected_vector  # noqa: E402
 
 
@@ -91,7 +92,7 @@ async def verify(uri: str) -> None:
                 break
             for record in records:
                 checked += 1
-                text = f"{record['summary'] or ''}\n\n{record['description'] or ''}"
+                text = sent_text(f"{record['summary'] or ''}\n\n{record['description'] or ''}")
                 if record["embedding"] is None:
                     missing += 1
                 elif not _close(record["embedding"], expected_vector(text, MODEL)):
@@ -101,6 +102,12 @@ async def verify(uri: str) -> None:
           f"{wrong:,} with another vector, {missing:,} without one")
     if wrong or missing:
         raise SystemExit(1)
+
+
+def sent_text(text: str) -> str:
+    """Return the text as the embedder sends it: cut to 8,192 tokens when longer (its default policy)."""
+    [piece] = prepare_texts([text]).pieces
+    return piece.text
 
 
 def _close(stored: list[float], expected: list[float]) -> bool:
