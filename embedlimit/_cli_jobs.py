@@ -250,7 +250,7 @@ def _describe(report: BackfillReport) -> str:
         f"tokens    {report.tokens:,} in {report.requests:,} requests, {report.rate_limited} answered 429",
         f"cost      {cost}",
         f"time      {report.wall_seconds:.1f} s ({report.clock_seconds:.1f} s of API clock time); "
-        f"the rate limits allow no less than {floor}",
+        f"minimum under the rate limits: {floor}",
     ]
     if report.index is not None:
         lines.append(f"index     {report.index.name} ({report.index.dimensions} dimensions, {report.index.state})")
