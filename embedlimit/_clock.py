@@ -64,7 +64,7 @@ class FakeClock:
     """A clock for tests: time moves only when `advance` or autojump moves it.
 
     `sleep(delay)` registers a sleeper that wakes once the clock reaches its deadline. `advance`
-    wakes every sleeper that is due; they run on later iterations of the event loop, so a test
+    wakes every sleeper that is due. Those run on later iterations of the event loop, so a test
     yields (for example `await asyncio.sleep(0)` a few times) before it checks their effect.
 
     With `autojump=True` a helper task jumps to the earliest deadline whenever the program looks

@@ -436,6 +436,8 @@ class RateLimiter:
         Pass the response's `info` and HTTP `status` for any response, or neither when the request
         failed without one. `tokens_used` replaces the charged estimate. A 429 pauses every
         waiter; `limit_type` is the bucket the server named (inferred from `info` when None).
+        An `insufficient_quota` 429 pauses too, which is harmless because it stops the run.
+        Settling a ticket twice logs a warning and changes nothing.
         """
         if self._in_flight.pop(ticket.sequence, None) is None:
             logger.warning("ignoring a second settle of ticket %d", ticket.sequence)
