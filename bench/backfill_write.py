@@ -1,7 +1,7 @@
 """Measure the backfill's Neo4j side: the write rate and the memory of a whole run.
 
 1. `write_rate`: nodes per second written with 1,536-dimension vectors from this process through
-   the driver (`VectorSink`: batches of 500 rows, `--write-concurrency` batches in flight), next
+   the driver (`VectorSink`: `--batch-size` rows per batch, `--write-concurrency` batches in flight), next
    to the same server writing the same vectors from inside Cypher (the vector is built in Cypher
    with `[i IN range(0, 1535) | ...]`, so nothing crosses the network). The second figure is the
    ceiling the client path is compared with.
@@ -66,13 +66,13 @@ async def create_docs(driver: neo4j.AsyncDriver, count: int) -> None:
     )
 
 
-async def client_write_rate(driver: neo4j.AsyncDriver, count: int, concurrency: int) -> float:
+async def client_write_rate(driver: neo4j.AsyncDriver, count: int, concurrency: int, batch_size: int) -> float:
     await create_docs(driver, count)
     target = GraphTarget("Doc", TextSpec(property_name="body"), key_property="uid")
     nodes = [node async for page in NodeSource(driver, target, page_size=5000).pages() for node in page]
     vector = expected_vector("a fixed vector", dimensions=DIMENSIONS)
-    batches = [[VectorRow(node.element_id, vector, "h") for node in nodes[start:start + 500]]
-               for start in range(0, len(nodes), 500)]
+    batches = [[VectorRow(node.element_id, vector, "h") for node in nodes[start:start + batch_size]]
+               for start in range(0, len(nodes), batch_size)]
     sink = VectorSink(driver, target)
     queue: asyncio.Queue[list[VectorRow]] = asyncio.Queue()
     for batch in batches:
@@ -129,16 +129,16 @@ async def _watch_rss(process: asyncio.subprocess.Process) -> int:
     return peak
 
 
-async def measure(uri: str, quick: bool, concurrency: int) -> dict[str, Any]:
+async def measure(uri: str, quick: bool, concurrency: int, batch_size: int) -> dict[str, Any]:
     write_nodes = 2_000 if quick else 20_000
     async with neo4j.AsyncGraphDatabase.driver(uri, auth=auth()) as driver:
-        client = await client_write_rate(driver, write_nodes, concurrency)
+        client = await client_write_rate(driver, write_nodes, concurrency, batch_size)
         ceiling = await cypher_write_rate(driver, write_nodes)
     sizes = (1_000, 5_000) if quick else (10_000, 60_000)
     runs = [await backfill_rss(uri, size) for size in sizes]
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
-        "write_rate": {"nodes": write_nodes, "write_concurrency": concurrency,
+        "write_rate": {"nodes": write_nodes, "write_concurrency": concurrency, "batch_size": batch_size,
                        "client_nodes_per_second": round(client, 1), "cypher_nodes_per_second": round(ceiling, 1),
                        "fraction_of_ceiling": round(client / ceiling, 3)},
         "backfill_rss": runs,
@@ -162,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument("--write-concurrency", type=int, default=2, help="batches in flight (default: 2)")
+    parser.add_argument("--batch-size", type=int, default=200, help="rows per write transaction (default: 200)")
     arguments = parser.parse_args()
     server = None
     uri = os.environ.get("NEO4J_URI")
@@ -169,7 +170,7 @@ def main() -> None:
         server = Neo4jTestServer(java_options=["-Xmx2g"])
         uri = server.start()
     try:
-        results = asyncio.run(measure(uri, arguments.quick, arguments.write_concurrency))
+        results = asyncio.run(measure(uri, arguments.quick, arguments.write_concurrency, arguments.batch_size))
     finally:
         if server is not None:
             server.stop()

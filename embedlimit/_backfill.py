@@ -237,7 +237,7 @@ async def backfill(
     key_property: str | None = None,
     where: str | None = None,
     database: str | None = None,
-    batch_size: int = 500,
+    batch_size: int = 200,
     page_size: int = 1000,
     write_concurrency: int = 2,
     store_hash: bool = True,

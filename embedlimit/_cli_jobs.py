@@ -88,7 +88,7 @@ def _add_backfill_parser(subcommands: argparse._SubParsersAction[argparse.Argume
                        "(stored by default as <embedding-property>_model and _hash)")
     _add_model_options(parser)
     writes = parser.add_argument_group("writes and index")
-    writes.add_argument("--batch-size", type=int, default=500, metavar="ROWS",
+    writes.add_argument("--batch-size", type=int, default=200, metavar="ROWS",
                         help="vectors per write transaction (default: %(default)s)")
     writes.add_argument("--page-size", type=int, default=1000, metavar="NODES",
                         help="nodes read per page (default: %(default)s)")
