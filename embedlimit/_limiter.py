@@ -18,11 +18,11 @@ with 429s of type `tokens`, the burst allowance halves (down to `min_token_windo
 tokens) and stays there. A 429 of type `requests` while requests remain means the short window
 was crossed, so request spacing widens by a step, and narrows again after a quiet stretch.
 
-Unknown limits: without configured limits, the first acquire is a probe, and every later one
-waits until a response arrives. A bucket whose limit neither the configuration nor any response
+Unknown limits: unless both limits are configured, the first acquire is a probe, and every later
+one waits until a response arrives. A bucket whose limit neither the configuration nor any response
 gives stays unlimited, so a server that sends no rate-limit headers is paced by 429s alone.
 
-Why not aiolimiter: `AsyncLimiter` wakes waiters smallest amount first (a large request can
+Why not aiolimiter: `AsyncLimiter` (1.3) wakes waiters smallest amount first (a large request can
 starve), schedules with the event loop's own clock (no injected `Clock`), and has no way to set
 the level from a server's report. backoff has no limiter. So the buckets are implemented here.
 """
@@ -53,11 +53,13 @@ _EPSILON = 1e-9
 # derived from a reset is trusted only when this much rounding cannot explain the difference.
 _RESET_ROUNDING = 1.0
 
-# Each 429 from the server's short request window stretches request spacing by this fraction,
-# up to the maximum; at the maximum, a request-bound run reaches 1 / 1.1 = 91% of the limit.
-# After this many requests without such a 429, the margin narrows by one step again.
+# A 429 from the server's short request window that recurs within `_MARGIN_RECUR_REQUESTS`
+# requests stretches request spacing by `_MARGIN_STEP`, up to the maximum. At the maximum, a
+# request-bound run reaches 1 / 1.1 = 91% of the limit. After `_MARGIN_DECAY_REQUESTS` requests
+# without a widening, the margin narrows by one step again.
 _MARGIN_STEP = 0.01
 _MAX_MARGIN = 0.1
+_MARGIN_RECUR_REQUESTS = 100
 _MARGIN_DECAY_REQUESTS = 500
 
 
@@ -306,6 +308,7 @@ class RateLimiter:
         self._synced_sequence = 0
         self._burst_sequence = 0
         self._margin_sequence = 0
+        self._window_429_issued = -_MARGIN_RECUR_REQUESTS - 1
         self._largest_tokens = 0
         self._need_probe = requests_per_minute is None or tokens_per_minute is None
         self._probe: Ticket | None = None
@@ -537,10 +540,14 @@ class RateLimiter:
         """Stretch request spacing after a 429 of type `requests` with requests still remaining.
 
         Such a 429 comes from the server's short window: requests reached it closer together
-        than they were sent. The margin grows by `_MARGIN_STEP`, once per ticket issued under the
-        previous margin, up to `_MAX_MARGIN`, and `_narrow_request_margin` undoes it slowly.
+        than they were sent. A single one is usually a passing delay, so the margin grows only
+        when a second one follows within `_MARGIN_RECUR_REQUESTS` requests. It grows by
+        `_MARGIN_STEP`, once per ticket issued under the previous margin, up to `_MAX_MARGIN`,
+        and `_narrow_request_margin` undoes it slowly.
         """
-        if ticket.sequence <= self._margin_sequence or self.request_margin >= _MAX_MARGIN:
+        recurred = self._issued - self._window_429_issued <= _MARGIN_RECUR_REQUESTS
+        self._window_429_issued = self._issued
+        if not recurred or ticket.sequence <= self._margin_sequence or self.request_margin >= _MAX_MARGIN:
             return
         before = self.request_margin
         self.request_margin = min(_MAX_MARGIN, self.request_margin + _MARGIN_STEP)

@@ -525,6 +525,7 @@ async def test_429_requests_widens_margin_once() -> None:
     limiter = RateLimiter(600_000, 1_000_000, clock=clock)
     tickets = [await limiter.acquire() for _ in range(3)]
     info = RateLimitInfo(remaining_requests=500, retry_after=0.01)
+    # The first 429 alone changes nothing, the second recurs and widens, the third is one episode.
     for ticket in tickets:
         limiter.settle(ticket, info, status=429, limit_type="requests")
     assert limiter.statistics().request_margin == pytest.approx(0.03)
@@ -533,6 +534,19 @@ async def test_429_requests_widens_margin_once() -> None:
     later = await limiter.acquire()
     limiter.settle(later, info, status=429, limit_type="requests")
     assert limiter.statistics().request_margin == pytest.approx(0.04)
+
+
+async def test_isolated_429_requests_keeps_margin() -> None:
+    clock = FakeClock(autojump=True)
+    limiter = RateLimiter(6_000_000, 1_000_000_000, clock=clock)
+    info = RateLimitInfo(remaining_requests=500, retry_after=0.01)
+    limiter.settle(await limiter.acquire(), info, status=429, limit_type="requests")
+    for _ in range(150):
+        limiter.settle(await limiter.acquire(), None, status=200)
+    limiter.settle(await limiter.acquire(), info, status=429, limit_type="requests")
+    stats = limiter.statistics()
+    assert stats.request_margin == pytest.approx(0.02)
+    assert stats.rate_limited_requests == 2
 
 
 async def test_429_requests_empty_bucket_keeps_margin() -> None:
@@ -545,8 +559,9 @@ async def test_429_requests_empty_bucket_keeps_margin() -> None:
 async def test_widened_margin_narrows_later() -> None:
     clock = FakeClock(autojump=True)
     limiter = RateLimiter(6_000_000, 1_000_000_000, clock=clock)
-    ticket = await limiter.acquire()
-    limiter.settle(ticket, RateLimitInfo(remaining_requests=500, retry_after=0.01), status=429, limit_type="requests")
+    info = RateLimitInfo(remaining_requests=500, retry_after=0.01)
+    for _ in range(2):
+        limiter.settle(await limiter.acquire(), info, status=429, limit_type="requests")
     assert limiter.statistics().request_margin == pytest.approx(0.03)
     for _ in range(499):
         limiter.settle(await limiter.acquire(), None, status=200)
