@@ -21,7 +21,7 @@ from typing import Any
 
 import neo4j
 import numpy
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -17,7 +17,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ COOKBOOK_DEFAULT_RPM = 1_500
 COOKBOOK_DEFAULT_TPM = 125_000
 """The Cookbook script's default limits (half of 3,000 RPM and 250,000 TPM), used when none are known."""
 
-Vectors = dict[int, Sequence[float]]
+Vectors = dict[int, Any]
+"""Vectors by input position: lists of floats, numpy arrays or `array.array`s, as each client returns them."""
 
 
 def base_url() -> str:
@@ -56,14 +57,14 @@ def api_key() -> str:
 
 
 def known_limits() -> tuple[int | None, int | None]:
-    """Return the limits the client is told, None where it is not told; a 0 means no limit."""
+    """Return the limits given to the client in COMPARE_RPM and COMPARE_TPM: None when unset, 0 for no limit."""
     rpm = os.environ.get("COMPARE_RPM")
     tpm = os.environ.get("COMPARE_TPM")
     return (int(rpm) if rpm else None, int(tpm) if tpm else None)
 
 
 def cookbook_limits() -> tuple[float, float]:
-    """Return the Cookbook's limits: those it is told (0 is unlimited), else the script's defaults."""
+    """Return the Cookbook's limits: those given (0 is unlimited), else the script's defaults."""
     rpm, tpm = known_limits()
     if rpm is None or tpm is None:
         return COOKBOOK_DEFAULT_RPM, COOKBOOK_DEFAULT_TPM
@@ -88,11 +89,13 @@ async def run_embedlimit(texts: list[str], errors: list[str]) -> Vectors:
 
 
 async def run_openai_gather(texts: list[str], errors: list[str], max_retries: int | None) -> Vectors:
-    """The common hand-written client: fixed batches, a semaphore, asyncio.gather."""
+    """Embed with the common hand-written client: fixed batches, a semaphore, asyncio.gather."""
     import openai
 
-    options = {} if max_retries is None else {"max_retries": max_retries}
-    client = openai.AsyncOpenAI(api_key=api_key(), base_url=base_url(), **options)
+    if max_retries is None:
+        client = openai.AsyncOpenAI(api_key=api_key(), base_url=base_url())
+    else:
+        client = openai.AsyncOpenAI(api_key=api_key(), base_url=base_url(), max_retries=max_retries)
     semaphore = asyncio.Semaphore(GATHER_CONCURRENCY)
     vectors: Vectors = {}
 
@@ -124,8 +127,9 @@ async def run_cookbook(texts: list[str], errors: list[str]) -> Vectors:
 
 async def run_langchain(texts: list[str], errors: list[str]) -> Vectors:
     from langchain_openai import OpenAIEmbeddings
+    from pydantic import SecretStr
 
-    embeddings = OpenAIEmbeddings(model=MODEL, api_key=api_key(), base_url=base_url())
+    embeddings = OpenAIEmbeddings(model=MODEL, api_key=SecretStr(api_key()), base_url=base_url())
     try:
         vectors = await embeddings.aembed_documents(texts)
     except Exception as error:  # one failed request fails the whole call, so every vector is lost
@@ -153,7 +157,7 @@ async def run_graphrag(texts: list[str], errors: list[str]) -> Vectors:
     return vectors
 
 
-PEERS: dict[str, Callable[[list[str], list[str]], Awaitable[Vectors]]] = {
+PEERS: dict[str, Callable[[list[str], list[str]], Coroutine[Any, Any, Vectors]]] = {
     "embedlimit": run_embedlimit,
     "openai": lambda texts, errors: run_openai_gather(texts, errors, None),
     "openai-retries8": lambda texts, errors: run_openai_gather(texts, errors, 8),
@@ -182,7 +186,7 @@ def main(peer: str, texts_path: str, output_path: str) -> None:
     started_at = time.time()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     try:
-        vectors = asyncio.run(PEERS[peer](texts, errors))
+        vectors: Vectors = asyncio.run(PEERS[peer](texts, errors))
     except Exception:
         errors.append(traceback.format_exc(limit=3))
         vectors = {}

@@ -150,7 +150,7 @@ def load_debian_texts(path: Path) -> list[str]:
     """Return `summary + blank line + description` of each package, as `backfill` builds it."""
     opener = gzip.open if path.suffix == ".gz" else open
     texts = []
-    with opener(path, "rt", encoding="utf-8") as lines:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as lines:
         for line in lines:
             package = json.loads(line)
             texts.append(f"{package.get('summary') or ''}\n\n{package.get('description') or ''}")
@@ -204,7 +204,7 @@ def floor_seconds(tokens: int, requests: int, rpm: int, tpm: int) -> tuple[float
 
 def prepare_tiktoken_cache(directory: Path) -> None:
     """Put the offline cl100k_base data where tiktoken looks first, so langchain-openai never downloads it."""
-    import tiktoken_ext
+    import tiktoken_ext  # type: ignore[import-untyped]
 
     source = Path(next(iter(tiktoken_ext.__path__))) / "data" / "cl100k_base.tiktoken"
     directory.mkdir(parents=True, exist_ok=True)
@@ -341,6 +341,7 @@ def run_scenario(runner: Runner, scenario: Scenario, workload: list[str], counts
             texts, peer_counts = workload[: runner.sizes.graphrag_inputs], counts[: runner.sizes.graphrag_inputs]
         started = time.monotonic()
         if peer.startswith("apoc"):
+            assert runner.apoc is not None, "APOC peers run only with a Neo4j server"
             results, stats = runner.apoc.run(scenario.spec, peer, split_parts(texts, scenario.processes))
             row = runner.row(scenario, peer, peer_counts, results, stats)
         else:
@@ -412,6 +413,15 @@ def machine_info() -> dict[str, Any]:
             "versions": versions}
 
 
+def git_state() -> dict[str, Any]:
+    """Return the checkout's commit and whether embedlimit/ has uncommitted changes, since the package is editable."""
+    def git(*arguments: str) -> str:
+        completed = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=False)
+        return completed.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "embedlimit_changes": git("status", "--short", "embedlimit")}
+
+
 def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -434,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     output = arguments.output or RESULTS_DIR / ("compare_quick.json" if arguments.quick else "compare.json")
     report: dict[str, Any] = {"quick": arguments.quick, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               "machine": machine_info(), "sizes": {k: str(v) for k, v in asdict(sizes).items()},
-                              "load_at_start": load_average(), "scenarios": {}}
+                              "git": git_state(), "load_at_start": load_average(), "scenarios": {}}
 
     debian = load_debian_texts(sizes.debian_file)
     workload, counts = build_workload(debian, sizes.workload_tokens)
@@ -509,7 +519,7 @@ def run_backfill_scenario(apoc: Any, sizes: Sizes, environment: dict[str, str], 
 
 def _read_lines(path: Path) -> Iterator[str]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as lines:
         yield from lines
 
 
