@@ -46,6 +46,10 @@ THREAD_THRESHOLD = 4096
 """Texts in one `embed()` call above which checking and counting run in a worker thread."""
 
 
+REQUEST_SHARE_OF_TOKEN_LIMIT = 0.05
+"""The share of the per-minute token limit that one request may carry."""
+
+
 class Embedder:
     """Embeds texts through the OpenAI embeddings API, or an OpenAI-compatible or Azure OpenAI one.
 
@@ -296,7 +300,7 @@ class Embedder:
         if self._coalescer is not None and self._coalescer.fits(pieces):
             return await self._coalescer.submit(pieces)
 
-        batches = pack_pieces(pieces, self.settings.max_inputs_per_request, int(self._max_batch_tokens))
+        batches = pack_pieces(pieces, self.settings.max_inputs_per_request, self._batch_tokens())
         tasks = [self._spawn(runner.run(batch)) for batch in batches]
         results = await self._wait_all(tasks)
         return [outcome for result in results for outcome in result]
@@ -378,6 +382,7 @@ class Embedder:
             max_pending_requests=self.settings.max_pending_requests,
             max_pending_inputs=self.settings.max_pending_inputs,
             idle_flush=self.settings.coalesce_window,
+            token_cap=self._batch_tokens,
         )
         return embed_items(
             items,
@@ -387,6 +392,25 @@ class Embedder:
             closed_error=self._closed_error,
             metrics=self._metrics,
         )
+
+    def _batch_tokens(self) -> int:
+        """Return the most tokens one request may carry: a small share of the token limit.
+
+        A request of a fifth of a minute's tokens makes the last one of a job wait for a fifth of
+        a minute of refill, and costs that much quota again whenever it fails. So requests carry
+        at most `REQUEST_SHARE_OF_TOKEN_LIMIT` of the limit given or learned from the headers,
+        and never less than one input's maximum.
+        """
+        limit = self.settings.tokens_per_minute or self._learned_token_limit()
+        if not limit:
+            return int(self._max_batch_tokens)
+        share = max(self.settings.max_tokens_per_input, int(limit * REQUEST_SHARE_OF_TOKEN_LIMIT))
+        return int(min(self._max_batch_tokens, share))
+
+    def _learned_token_limit(self) -> int | None:
+        limits = [key.limiter.statistics().limit_tokens for key in self._keys.active]
+        known = [limit for limit in limits if limit]
+        return min(known) if known else None
 
     async def _run_batch(self, pieces: list[Piece]) -> list[Outcome]:
         return await self._start().run(pieces)

@@ -49,6 +49,9 @@ class StreamConfig:
     max_pending_requests: int
     max_pending_inputs: int
     idle_flush: float
+    token_cap: Callable[[], int] | None = None
+    """Return the most tokens a request may carry now; read before each chunk, so that a token
+    limit learned from the headers after the stream started applies to the batches still to come."""
 
 
 @dataclass
@@ -147,6 +150,8 @@ class _Stream(Generic[K]):
         builder = BatchBuilder(self.config.max_inputs, self.config.max_tokens)
         first_item = 0
         async for chunk, source_idle in _read_chunks(items, CHUNK_SIZE, self.config.idle_flush):
+            if self.config.token_cap is not None:
+                builder.max_tokens = self.config.token_cap()
             for piece in self._prepare(chunk, first_item):
                 full = builder.add(piece)
                 if full:
