@@ -9,6 +9,7 @@ import numpy
 import pytest
 
 from embedlimit._errors import InvalidInputError, ServerError
+from embedlimit._metrics import RequestRecord
 from embedlimit._packing import split_text
 from embedlimit._retry import RetryPolicy
 from embedlimit.testing import Simulator
@@ -186,3 +187,32 @@ async def test_stream_bounds_pending_inputs() -> None:
     # The batch of the first result is consumed, so 300 more inputs may be pending beside it.
     assert sent_while_waiting <= 100 + 300
     assert len(rest) == 1999
+
+
+async def test_stream_caps_request_tokens() -> None:
+    """A request carries at most 5% of the token limit given up front."""
+    records: list[RequestRecord] = []
+    texts = [(index, "word " * 400) for index in range(60)]  # about 400 tokens each
+
+    async with (
+        make_simulator(rpm=None, tpm=200_000, request_window=None) as sim,
+        make_embedder(sim, on_request=records.append, tokens_per_minute=200_000) as embedder,
+    ):
+        results = [result async for result in embedder.embed_stream(texts)]
+
+    assert all(result.ok for result in results)
+    assert max(record.tokens for record in records) <= 10_000
+    assert sum(record.inputs for record in records) == 60
+
+
+async def test_request_cap_follows_learned_limit() -> None:
+    async with (
+        make_simulator(rpm=None, tpm=400_000, request_window=None) as sim,
+        make_embedder(sim) as embedder,
+    ):
+        before = embedder._batch_tokens()
+        await embedder.embed(["one text"])
+        after = embedder._batch_tokens()
+
+    assert before == 300_000
+    assert after == 20_000
