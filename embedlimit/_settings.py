@@ -86,8 +86,8 @@ def resolve_api_keys(api_key: str | Sequence[str] | None, *, azure: bool) -> tup
         api_key = next((os.environ[name] for name in names if os.environ.get(name)), None)
         if api_key is None:
             raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {' or '.join(names)} environment variable "
-                "(several keys may be separated by commas)"
+                f"no API key was given; pass the api_key argument or set the {' or '.join(names)} "
+                "environment variable (several keys may be separated by commas)"
             )
     raw = api_key.split(",") if isinstance(api_key, str) else list(api_key)
     keys = []

@@ -368,8 +368,11 @@ def test_invalid_settings_raise(options: dict[str, Any], message: str) -> None:
 def test_missing_key_names_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
-    with pytest.raises(ConfigurationError, match="set the OPENAI_API_KEY environment variable"):
+    with pytest.raises(ConfigurationError) as raised:
         Embedder(base_url="http://127.0.0.1:9/v1")
+
+    assert "pass the api_key argument or set the OPENAI_API_KEY environment variable" in str(raised.value)
+    assert "***" not in str(raised.value)
 
 
 async def test_settings_from_environment(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
