@@ -104,36 +104,46 @@ class DeadLetters:
     Each line has `node_id` (the element id), `key` (the sort key value), `reason`, `error` (the
     exception class) and `attempts`, plus what `replay()` needs to fetch the text again: `label`,
     `text_property` or `text_template`, `embedding_property` and `store_hash`. Lines are flushed as
-    they are written, so a crash loses none. A node already listed in the file is counted but not
-    written again, so that rerunning after a stop does not list the same invalid node once per run.
+    they are written, so a crash loses none. The file is created with its first line. A node
+    already listed for the same label, text and embedding property is counted but not written
+    again, so that rerunning after a stop does not list the same invalid node once per run, while
+    a backfill of other properties sharing the file still records its own failures.
     """
 
     def __init__(self, path: Path | None, target: GraphTarget | None = None) -> None:
         self.path = path
         self.count = 0
         self._context = _target_context(target) if target is not None else {}
-        self._listed = _listed_node_ids(path) if path is not None else set()
-        self._handle = open(path, "ab") if path is not None else None  # noqa: SIM115
-        if self._handle is not None and _ends_mid_line(self._handle):
-            # A crash cut the last line short: end it, so that the next entry starts on its own line.
-            self._handle.write(b"\n")
+        self._listed = _listed_entries(path) if path is not None else set()
+        self._handle: BinaryIO | None = None
 
     def add(self, node: NodeText, result: EmbeddingResult[NodeText], attempts: int = 1) -> None:
         self.count += 1
-        if self._handle is None or node.element_id in self._listed:
+        identity = _entry_identity({"node_id": node.element_id, **self._context})
+        if self.path is None or identity in self._listed:
             return
-        self._listed.add(node.element_id)
+        self._listed.add(identity)
         error = result.error
         record = {
             "node_id": node.element_id,
             "key": node.key if isinstance(node.key, (str, int, float)) else str(node.key),
             "reason": result.reason,
             "error": type(error).__name__ if error is not None else None,
-            "attempts": attempts,
+            "attempts": getattr(error, "attempt", None) or attempts,
             **self._context,
         }
-        self._handle.write(orjson.dumps(record) + b"\n")
-        self._handle.flush()
+        handle = self._open()
+        handle.write(orjson.dumps(record) + b"\n")
+        handle.flush()
+
+    def _open(self) -> BinaryIO:
+        if self._handle is None:
+            assert self.path is not None
+            self._handle = open(self.path, "ab")  # noqa: SIM115
+            if _ends_mid_line(self._handle):
+                # A crash cut the last line short: end it, so that the next entry starts on its own line.
+                self._handle.write(b"\n")
+        return self._handle
 
     def close(self) -> None:
         if self._handle is not None:
@@ -149,8 +159,15 @@ def _ends_mid_line(handle: BinaryIO) -> bool:
         return reader.read(1) != b"\n"
 
 
-def _listed_node_ids(path: Path) -> set[str]:
-    """Return the node ids a dead-letter file lists; a line cut short by a crash is skipped."""
+_IDENTITY_FIELDS = ("node_id", "label", "text_property", "text_template", "embedding_property")
+
+
+def _entry_identity(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(entry.get(name) for name in _IDENTITY_FIELDS)
+
+
+def _listed_entries(path: Path) -> set[tuple[Any, ...]]:
+    """Return the identities of the entries a dead-letter file lists; a line cut short by a crash is skipped."""
     if not path.exists():
         return set()
     listed = set()
@@ -160,7 +177,7 @@ def _listed_node_ids(path: Path) -> set[str]:
         except orjson.JSONDecodeError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("node_id"), str):
-            listed.add(entry["node_id"])
+            listed.add(_entry_identity(entry))
     return listed
 
 

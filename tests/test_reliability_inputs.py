@@ -22,7 +22,7 @@ import pytest
 
 from embedlimit._backfill import DeadLetters, backfill
 from embedlimit._embedder import Embedder
-from embedlimit._neo4j import NodeText
+from embedlimit._neo4j import GraphTarget, NodeText, TextSpec
 from embedlimit._results import EmbeddingResult
 from embedlimit.testing import Simulator, expected_vector
 from tests.reliability_support import KEY, MODEL, read_dead_letters
@@ -134,3 +134,24 @@ def test_dead_letters_skip_cut_line(tmp_path: Path) -> None:
     lines = path.read_bytes().splitlines()
     assert len(lines) == 3
     assert orjson.loads(lines[2])["node_id"] == "4:db:2"
+
+
+def test_dead_letters_keep_other_targets(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    node = NodeText("4:db:1", 1, "")
+    result: EmbeddingResult[NodeText] = EmbeddingResult(node, None, None)
+    for text_property in ("descripton", "description", "description"):
+        letters = DeadLetters(path, GraphTarget("Package", TextSpec(property_name=text_property)))
+        letters.add(node, result)
+        letters.close()
+
+    entries = read_dead_letters(path)
+    assert [entry["text_property"] for entry in entries] == ["descripton", "description"]
+
+
+def test_dead_letters_file_created_lazily(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+
+    DeadLetters(path).close()
+
+    assert not path.exists()
