@@ -25,7 +25,7 @@ import neo4j
 import orjson
 
 from embedlimit._embedder import Embedder
-from embedlimit._errors import ConfigurationError, FatalError
+from embedlimit._errors import ConfigurationError, FatalError, InputError
 from embedlimit._neo4j import (
     GraphTarget,
     NodeSource,
@@ -53,6 +53,7 @@ class BackfillProgress:
 
     embedded: int = 0
     failed: int = 0
+    failed_inputs: int = 0
     written_batches: int = 0
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
@@ -69,7 +70,8 @@ class BackfillReport:
     """The outcome of one backfill run.
 
     `embedded` nodes got a vector that committed; `failed` items could not be embedded and went to
-    the dead-letter file; `stopped` is the fatal error that ended the run early, None when the run
+    the dead-letter file, `failed_inputs` of them because of their text (the others because
+    their request still failed after its retries); `stopped` is the fatal error that ended the run early, None when the run
     finished. Token, request and cost figures come from the embedder's metrics; the cost is an
     estimate from its price table. `wall_seconds` is the real time of the embedding and writes,
     without building the index; `clock_seconds` is the same run on
@@ -80,6 +82,7 @@ class BackfillReport:
 
     embedded: int
     failed: int
+    failed_inputs: int
     selected: int | None
     tokens: int
     requests: int
@@ -353,6 +356,8 @@ def _row(result: EmbeddingResult[NodeText], dead_letters: DeadLetters, progress:
     if result.vector is None or not isinstance(node.text, str):
         dead_letters.add(node, result)
         progress.failed += 1
+        if result.error is None or isinstance(result.error, InputError):
+            progress.failed_inputs += 1
         return None
     return VectorRow(node.element_id, result.vector, text_hash(node.text))
 
@@ -401,6 +406,7 @@ def _report(embedder: Embedder, progress: BackfillProgress, dead_letters: DeadLe
     return BackfillReport(
         embedded=progress.embedded,
         failed=progress.failed,
+        failed_inputs=progress.failed_inputs,
         selected=progress.total,
         tokens=metrics.tokens,
         requests=metrics.requests,

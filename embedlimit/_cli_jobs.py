@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from embedlimit._backfill import BackfillReport, backfill, known_limits, minimum
 from embedlimit._clock import Clock, ScaledClock
 from embedlimit._debian import load_debian
 from embedlimit._embedder import Embedder
-from embedlimit._errors import ConfigurationError, EmbedLimitError
+from embedlimit._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    EmbedLimitError,
+    FatalError,
+    QuotaExceededError,
+)
 from embedlimit._neo4j import GraphTarget, NodeSource, TextSpec
 from embedlimit._progress import ProgressDisplay
 from embedlimit._replay import replay
@@ -153,11 +160,25 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("neo4j.notifications").setLevel(logging.ERROR)
 
 
-def _driver() -> neo4j.AsyncDriver:
+class Neo4jUnreachableError(Exception):
+    """The Neo4j server named by NEO4J_URI could not be reached or rejected the credentials."""
+
+
+@contextlib.asynccontextmanager
+async def _connected_driver() -> AsyncIterator[neo4j.AsyncDriver]:
+    """Open a driver and check the connection once, so a wrong NEO4J_URI fails at once."""
     uri = os.environ.get("NEO4J_URI", "bolt://127.0.0.1:7687")
     password = os.environ.get("NEO4J_PASSWORD")
     auth = (os.environ.get("NEO4J_USERNAME", "neo4j"), password) if password else None
-    return neo4j.AsyncGraphDatabase.driver(uri, auth=auth)
+    async with neo4j.AsyncGraphDatabase.driver(uri, auth=auth) as driver:
+        try:
+            await driver.verify_connectivity()
+        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError, ValueError) as error:
+            raise Neo4jUnreachableError(
+                f"cannot use Neo4j at {uri} ({type(error).__name__}: {error}); check NEO4J_URI, "
+                "NEO4J_USERNAME and NEO4J_PASSWORD"
+            ) from error
+        yield driver
 
 
 def _embedder(args: argparse.Namespace) -> Embedder:
@@ -177,6 +198,9 @@ def _run(args: argparse.Namespace, job: Any) -> int:
     except (ConfigurationError, ValueError) as error:
         print(f"embedlimit {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Neo4jUnreachableError as error:
+        print(f"embedlimit {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (EmbedLimitError, neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as error:
         print(f"embedlimit {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -190,7 +214,7 @@ def _run_load_debian(args: argparse.Namespace) -> int:
 async def _load_debian(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ConfigurationError(f"{args.file} is not a file; give the path of a packages JSON Lines file")
-    async with _driver() as driver:
+    async with _connected_driver() as driver:
         report = await load_debian(driver, args.file, database=args.database, batch_size=args.batch_size)
     _print_summary(args, {"packages": report.packages, "invalid_rows": report.invalid_rows},
                    f"loaded {report.packages:,} packages ({report.invalid_rows} invalid lines skipped)")
@@ -203,7 +227,7 @@ def _run_backfill(args: argparse.Namespace) -> int:
 
 async def _backfill(args: argparse.Namespace) -> int:
     dead_letter = args.dead_letter or Path(f"{args.label}-dead-letters.jsonl")
-    async with _driver() as driver, _embedder(args) as embedder:
+    async with _connected_driver() as driver, _embedder(args) as embedder:
         with ProgressDisplay(embedder.metrics, lambda: known_limits(embedder)) as display:
             report = await backfill(
                 driver, embedder, args.label, args.text_property, args.embedding_property,
@@ -214,11 +238,30 @@ async def _backfill(args: argparse.Namespace) -> int:
                 dead_letter_path=dead_letter, on_progress=display.update,
             )
     _print_summary(args, _report_fields(report), _describe(report))
+    endpoint = embedder.settings.endpoint.url
     if report.stopped is not None:
-        print(f"embedlimit backfill: stopped: {report.stopped}. Everything embedded so far is committed; "
-              "fix the cause (quota, billing or key) and run the same command again to resume.", file=sys.stderr)
+        print(f"embedlimit backfill: stopped: {_stop_reason(report.stopped, endpoint)} Everything embedded so far "
+              "is committed; run the same command again to resume.", file=sys.stderr)
         return EXIT_STOPPED
+    failed_requests = report.failed - report.failed_inputs
+    if failed_requests:
+        hint = (f"no request to {endpoint} succeeded: check OPENAI_BASE_URL and OPENAI_API_KEY"
+                if report.embedded == 0 else "their requests still failed after all retries")
+        print(f"embedlimit backfill: {failed_requests:,} items were not embedded because {hint}. They are listed "
+              f"in {dead_letter}; run `embedlimit replay {dead_letter}` once the cause is fixed.", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _stop_reason(error: FatalError, endpoint: str) -> str:
+    """Say which fatal API answer stopped a run, and what the user can do about it."""
+    if isinstance(error, AuthenticationError):
+        return (f"the API at {endpoint} rejected the key (HTTP {error.status}); check OPENAI_API_KEY "
+                "(and that OPENAI_BASE_URL is the server the key belongs to).")
+    if isinstance(error, QuotaExceededError):
+        return (f"the API at {endpoint} reports that the quota is exhausted ({error.code}); add credit "
+                "or raise the usage limit of the account or project.")
+    return f"{error}."
 
 
 def _unescape(template: str | None) -> str | None:
@@ -230,7 +273,8 @@ def _unescape(template: str | None) -> str | None:
 
 def _report_fields(report: BackfillReport) -> dict[str, Any]:
     return {
-        "embedded": report.embedded, "failed": report.failed, "selected": report.selected,
+        "embedded": report.embedded, "failed": report.failed, "failed_inputs": report.failed_inputs,
+        "selected": report.selected,
         "tokens": report.tokens, "requests": report.requests, "rate_limited": report.rate_limited,
         "estimated_cost_usd": report.estimated_cost_usd, "wall_seconds": round(report.wall_seconds, 3),
         "clock_seconds": round(report.clock_seconds, 3), "minimum_seconds": report.minimum_seconds,
@@ -247,7 +291,7 @@ def _describe(report: BackfillReport) -> str:
     lines = [
         f"embedded  {report.embedded:,} of {selected} nodes",
         f"failed    {report.failed:,}" + (f" (see {report.dead_letter_path})" if report.failed else ""),
-        f"tokens    {report.tokens:,} in {report.requests:,} requests, {report.rate_limited} answered 429",
+        f"tokens    {report.tokens:,} in {_count(report.requests, 'request')}, {report.rate_limited} answered 429",
         f"cost      {cost}",
         f"time      {report.wall_seconds:.1f} s ({report.clock_seconds:.1f} s of API clock time); "
         f"minimum under the rate limits: {floor}",
@@ -262,7 +306,7 @@ async def _dry_run(args: argparse.Namespace) -> int:
     target = GraphTarget(args.label, text, args.embedding_property, key_property=args.key_property,
                          where=args.where, database=args.database)
     nodes = tokens = 0
-    async with _driver() as driver:
+    async with _connected_driver() as driver:
         async for page in NodeSource(driver, target, page_size=args.page_size).pages():
             texts = [node.text for node in page if isinstance(node.text, str) and node.text.strip()]
             nodes += len(page)
@@ -274,9 +318,9 @@ async def _dry_run(args: argparse.Namespace) -> int:
     fields = {"nodes": nodes, "tokens": tokens, "requests": requests, "estimated_cost_usd": cost,
               "minimum_seconds": floor}
     cost_text = "unknown for this model" if cost is None else f"${cost:.4f} (estimate)"
-    floor_text = "unknown: pass --rpm and --tpm" if floor is None else f"{floor:.1f} s"
+    floor_text = "unknown: pass --rpm and --tpm" if floor is None else f"at least {floor:.1f} s"
     _print_summary(args, fields, f"dry run: {nodes:,} nodes to embed, {tokens:,} tokens in at least "
-                   f"{requests:,} requests\ncost      {cost_text}\ntime      at least {floor_text}")
+                   f"{_count(requests, 'request')}\ncost      {cost_text}\ntime      {floor_text}")
     return EXIT_OK
 
 
@@ -287,7 +331,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 async def _replay(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ConfigurationError(f"{args.file} is not a file; give the dead-letter file written by backfill")
-    async with _driver() as driver, _embedder(args) as embedder:
+    async with _connected_driver() as driver, _embedder(args) as embedder:
         report = await replay(driver, embedder, args.file, database=args.database, batch_size=args.batch_size)
     fields = {"embedded": report.embedded, "failed": report.failed, "missing": report.missing,
               "already_embedded": report.already_embedded,
@@ -299,6 +343,10 @@ async def _replay(args: argparse.Namespace) -> int:
         print(f"embedlimit replay: stopped: {report.stopped}; fix the cause and run it again", file=sys.stderr)
         return EXIT_STOPPED
     return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def _print_summary(args: argparse.Namespace, fields: dict[str, Any], text: str) -> None:

@@ -90,10 +90,7 @@ class KeyPool:
 
     def _all_retired_error(self) -> FatalError:
         reasons = "; ".join(f"key {key.fingerprint}: {key.retired_because}" for key in self.keys)
-        message = (
-            f"all {len(self.keys)} API keys are retired ({reasons}). Check the keys and the account's "
-            "quota and billing, then start the run again."
-        )
+        message = f"all {len(self.keys)} API keys are retired ({reasons}). {_next_step(self._last_error)}"
         last = self._last_error
         error_type = type(last) if isinstance(last, AuthenticationError | QuotaExceededError) else FatalError
         if last is None:
@@ -109,3 +106,12 @@ def _reason(error: FatalError) -> str:
     if isinstance(error, AuthenticationError):
         return f"authentication failed (HTTP {error.status})"
     return type(error).__name__
+
+
+def _next_step(error: FatalError | None) -> str:
+    """Return what to check after the last key was retired by `error`."""
+    if isinstance(error, AuthenticationError):
+        return "Check that the keys are valid for this endpoint, then start the run again."
+    if isinstance(error, QuotaExceededError):
+        return "Add credit or raise the usage limit of the account or project, then start the run again."
+    return "Check the keys and the account's quota and billing, then start the run again."

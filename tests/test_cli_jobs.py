@@ -180,3 +180,42 @@ async def _wait_for_vectors(driver: neo4j.AsyncDriver, at_least: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {at_least} vectors were written within 60 s")
+
+
+async def test_backfill_unreachable_neo4j(simulator: Simulator, tmp_path: Path) -> None:
+    environment = _environment(Neo4jTarget("bolt://127.0.0.1:1", None, None), simulator, tmp_path)
+
+    code, _, stderr = await _embedlimit(environment, *BACKFILL, timeout=60)
+
+    assert code == 1
+    assert "cannot use Neo4j at bolt://127.0.0.1:1" in stderr
+    assert "check NEO4J_URI" in stderr
+
+
+async def test_backfill_rejected_key_message(clean_neo4j: Neo4jTarget, simulator: Simulator, tmp_path: Path) -> None:
+    environment = _environment(clean_neo4j, simulator, tmp_path)
+    await _embedlimit(environment, "load-debian", str(SAMPLE))
+    environment["OPENAI_API_KEY"] = "sk-test-wrong-key-0000"
+
+    code, stdout, stderr = await _embedlimit(environment, *BACKFILL)
+
+    assert code == 3
+    assert f"the API at {simulator.base_url}/embeddings rejected the key (HTTP 401)" in stderr
+    assert "quota" not in stderr.lower()
+    assert "sk-test-wrong-key-0000" not in stdout + stderr
+
+
+async def test_backfill_unreachable_api_exit_code(
+    clean_neo4j: Neo4jTarget, neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, tmp_path: Path
+) -> None:
+    await neo4j_driver.execute_query("UNWIND range(0, 9) AS i CREATE (:Doc {uid: i, body: 'text ' + i})")
+    environment = _environment(clean_neo4j, simulator, tmp_path)
+    environment["OPENAI_BASE_URL"] = "http://127.0.0.1:1/v1"
+
+    code, stdout, stderr = await _embedlimit(environment, "backfill", "--label", "Doc", "--text-property", "body",
+                                             "--clock-scale", "600", "--json")
+
+    assert code == 1
+    assert orjson.loads(stdout)["failed"] == 10
+    assert "no request to http://127.0.0.1:1/v1/embeddings succeeded" in stderr
+    assert "embedlimit replay Doc-dead-letters.jsonl" in stderr

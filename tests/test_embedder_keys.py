@@ -82,7 +82,7 @@ async def test_all_keys_retired_raises_fatal(sim: Simulator) -> None:
         with pytest.raises(FatalError):
             await embedder.embed(TEXTS[5:10])
 
-    assert "Check the keys and the account's quota and billing" in str(caught.value)
+    assert "Add credit or raise the usage limit" in str(caught.value)
 
 
 async def test_all_keys_retired_ends_stream(sim: Simulator) -> None:
