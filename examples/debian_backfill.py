@@ -9,7 +9,9 @@
    full file's limit-minutes pass in seconds.
 3. `embedlimit load-debian FILE`, then `embedlimit backfill ...` with a progress bar, and the
    vector index; both run as the command a user would type.
-4. The five nearest packages to a sample query, through `db.index.vector.queryNodes`.
+4. The five nearest packages to a sample query, through `db.index.vector.queryNodes`. The
+   simulator's vectors come from the words of each text, so the neighbours share words with the
+   query; a real embedding model would also find texts with the same meaning in other words.
 
 Without a file it loads the 500-package sample in examples/data; give the path of the full
 `debian-packages.jsonl.gz` to embed all 63,436 packages.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -48,7 +51,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--rpm", type=int, default=3000, help="simulated requests per minute (default: %(default)s)")
     parser.add_argument("--tpm", type=int, default=1_000_000,
                         help="simulated tokens per minute (default: %(default)s)")
-    parser.add_argument("--query", default="fast web server with TLS support",
+    parser.add_argument("--query", default="lossless audio codec library",
                         help="text whose nearest packages are printed at the end")
     parser.add_argument("--verify", action="store_true",
                         help="at the end, check that every package has exactly the simulator's vector for its text")
@@ -56,7 +59,7 @@ def parse_arguments() -> argparse.Namespace:
 
 
 async def run_command(environment: dict[str, str], *arguments: str) -> None:
-    print(f"$ embedlimit {' '.join(arguments)}", flush=True)
+    print(f"$ embedlimit {shlex.join(arguments)}", flush=True)
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "embedlimit", *arguments, env=environment)
     if await process.wait() != 0:
         raise SystemExit(f"embedlimit {arguments[0]} failed with exit code {process.returncode}")
