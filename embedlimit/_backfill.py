@@ -69,10 +69,10 @@ class BackfillProgress:
 class BackfillReport:
     """The outcome of one backfill run.
 
-    `embedded` nodes got a vector that committed; `failed` items could not be embedded and went to
-    the dead-letter file, `failed_inputs` of them because of their text (the others because
-    their request still failed after its retries); `stopped` is the fatal error that ended the run early, None when the run
-    finished. Token, request and cost figures come from the embedder's metrics; the cost is an
+    `embedded` nodes got a vector that committed. `failed` items could not be embedded and went to
+    the dead-letter file: `failed_inputs` of them because of their text, the others because their
+    request still failed after its retries. `stopped` is the fatal error that ended the run early,
+    None when the run finished. Token, request and cost figures come from the embedder's metrics; the cost is an
     estimate from its price table. `wall_seconds` is the real time of the embedding and writes,
     without building the index; `clock_seconds` is the same run on
     the embedder's clock, which differs only under a `ScaledClock`. `minimum_seconds`, on that
@@ -109,8 +109,8 @@ class DeadLetters:
     `text_property` or `text_template`, `embedding_property` and `store_hash`. Lines are flushed as
     they are written, so a crash loses none. The file is created with its first line. A node
     already listed for the same label, text and embedding property is counted but not written
-    again, so that rerunning after a stop does not list the same invalid node once per run, while
-    a backfill of other properties sharing the file still records its own failures.
+    again, so a rerun after a stop does not list the same invalid node twice. A backfill of other
+    properties that shares the file still records its own failures.
     """
 
     def __init__(self, path: Path | None, target: GraphTarget | None = None) -> None:

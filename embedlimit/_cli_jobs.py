@@ -1,9 +1,9 @@
 """The Neo4j subcommands of `embedlimit`: `backfill`, `replay` and `load-debian`.
 
 Each handler reads connection settings and secrets from the environment, calls the library, prints
-a summary and returns the exit code: 0 when the job finished, 1 when it failed, 2 for invalid
-arguments or settings, and 3 when a fatal API error (exhausted quota, a rejected key) stopped it
-after committing the work already done.
+a summary and returns the exit code. The code is 0 when the job finished and 1 when it failed or
+left items that failed after all retries. It is 2 for invalid arguments or settings, and 3 when a
+fatal API error (exhausted quota, a rejected key) stopped the job after committing its work.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tpm", type=int, metavar="TOKENS",
                        help="tokens per minute your key allows; learned from the response headers when unset")
     group.add_argument("--max-concurrency", type=int, default=64, metavar="REQUESTS",
-                       help="most requests in flight at once; the rate limits set the pace below it "
+                       help="maximum requests in flight at once; the rate limits set the pace below it "
                        "(default: %(default)s)")
     group.add_argument("--clock-scale", type=float, metavar="FACTOR",
                        help="run the client's clock FACTOR times faster, to match a simulator started with "
@@ -254,7 +254,7 @@ async def _backfill(args: argparse.Namespace) -> int:
 
 
 def _stop_reason(error: FatalError, endpoint: str) -> str:
-    """Say which fatal API answer stopped a run, and what the user can do about it."""
+    """Return which fatal API response stopped a run, and what the user can do about it."""
     if isinstance(error, AuthenticationError):
         return (f"the API at {endpoint} rejected the key (HTTP {error.status}); check OPENAI_API_KEY "
                 "(and that OPENAI_BASE_URL is the server the key belongs to).")
