@@ -298,6 +298,8 @@ async def backfill(
     dead_letters = DeadLetters(Path(dead_letter_path) if dead_letter_path is not None else None, target)
     logger.info("backfill of :%s.%s started; %s nodes selected", label, embedding_property,
                 "?" if progress.total is None else progress.total)
+    if on_progress is not None:
+        on_progress(progress)
     try:
         stopped = await _run(source, embedder, VectorSink(driver, target), dead_letters, progress,
                              batch_size, write_concurrency, on_progress)
