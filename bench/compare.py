@@ -53,7 +53,8 @@ from embedlimit._tokens import count_tokens_batch  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 PEERS_SCRIPT = HERE / "_compare_peers.py"
-DEBIAN_FULL = Path("/work/shared/data/debian-packages.jsonl.gz")
+# The full data set sits in the shared folder beside the checkout; it is not copied into the repository.
+DEBIAN_FULL = ROOT.parent / "shared" / "data" / "debian-packages.jsonl.gz"
 DEBIAN_SAMPLE = ROOT / "examples" / "data" / "debian-packages-sample.jsonl"
 KEY = "sk-bench-compare"
 MAX_INPUT_TOKENS = 8191
