@@ -293,6 +293,8 @@ async def backfill(
     )
     _check_sizes(batch_size, write_concurrency)
     source = NodeSource(driver, target, page_size=page_size, refresh_stale=refresh_stale)
+    for warning in await source.find_mistakes():
+        logger.warning("%s", warning)
     progress = BackfillProgress(total=await source.count() if count_first else None,
                                 clock_started=embedder.clock.now())
     dead_letters = DeadLetters(Path(dead_letter_path) if dead_letter_path is not None else None, target)

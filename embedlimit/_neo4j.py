@@ -213,6 +213,29 @@ class NodeSource:
         return int(records[0]["count"])
 
 
+    async def find_mistakes(self) -> list[str]:
+        """Return warnings about names that match nothing: a label without nodes, or a text or key
+        property that no node of the label has, which usually means a typo."""
+        target = self._target
+        label = quote_name(target.label, "label")
+        if not await self._exists(f"MATCH (n:{label}) RETURN 1 AS found LIMIT 1"):
+            return [f"no node has the label {target.label!r}; check --label (labels are case-sensitive)"]
+        names = list(target.text.properties)
+        if target.key_property is not None:
+            names.append(target.key_property)
+        warnings = []
+        for name in names:
+            query = f"MATCH (n:{label}) WHERE n.{quote_name(name, 'property')} IS NOT NULL RETURN 1 AS found LIMIT 1"
+            if not await self._exists(query):
+                warnings.append(f"no :{target.label} node has the property {name!r}; check its spelling")
+        return warnings
+
+    async def _exists(self, query: str) -> bool:
+        async with self._driver.session(database=self._target.database,
+                                        default_access_mode=neo4j.READ_ACCESS) as session:
+            return bool(await session.execute_read(_fetch_all, query))
+
+
 async def _fetch_all(tx: neo4j.AsyncManagedTransaction, /, query: str, **parameters: Any) -> list[neo4j.Record]:
     result = await tx.run(query, parameters)
     return [record async for record in result]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -221,3 +222,19 @@ async def test_replay_drops_nodes_embedded_since(
     assert report.failed == 0
     assert simulator.stats().requests == requests_before
     assert dead_letter_path.read_bytes() == b""
+
+
+async def test_backfill_warns_about_typos(
+    neo4j_driver: neo4j.AsyncDriver, simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _create_docs(neo4j_driver, 3)
+
+    async with _embedder(simulator, on_invalid="skip") as embedder:
+        with caplog.at_level(logging.WARNING, logger="embedlimit._backfill"):
+            await backfill(neo4j_driver, embedder, "Docs", "body")
+            await backfill(neo4j_driver, embedder, "Doc", text_template="{titel}: {body}", dead_letter_path=None)
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert "no node has the label 'Docs'; check --label (labels are case-sensitive)" in messages
+    assert "no :Doc node has the property 'titel'; check its spelling" in messages
+    assert not any("'body'" in message for message in messages)
