@@ -13,7 +13,17 @@ from embedlimit._results import EmbedderClosedError
 from embedlimit.testing import Simulator
 from tests.embedder_support import assert_vector_of, make_embedder, settle, threaded_simulator
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    # NOTE: in about 1 run of 7, the simulator's server-side socket of a request that hangs on
+    # purpose is finalized by the garbage collector after the simulator's loop stopped, instead of
+    # being closed (its local address is the simulator's port). Only those two warnings are ignored
+    # here; an unclosed client session or connector still fails these tests.
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in. <function _SelectorTransport.__del__:pytest.PytestUnraisableExceptionWarning"
+    ),
+    pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
+]
 
 TEXTS = [f"cancel test text {number}" for number in range(40)]
 
