@@ -4,9 +4,9 @@ Data flow: `NodeSource` pages (node id, text) out of Neo4j, `Embedder.embed_stre
 the pace the limiter sets, and `VectorSink` writes the vectors back in batches. Each stage waits on
 the next through a bounded queue, so a slow Neo4j slows the embedding instead of filling memory.
 
-A node counts as done only when its write has committed. That is what makes a rerun resume: the
-source selects nodes whose vector is still missing, so a run killed at any moment redoes at most
-the requests and write batches that were in flight, and never writes a node twice in one run.
+A node counts as done only when its write has committed, and the source selects the nodes whose
+vector is still missing. So a rerun resumes: a run killed at any moment redoes at most the
+requests and write batches that were in flight, and no run writes a node twice.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class BackfillReport:
     request still failed after its retries. `stopped` is the fatal error that ended the run early,
     None when the run finished. Token, request and cost figures come from the embedder's metrics; the cost is an
     estimate from its price table. `wall_seconds` is the real time of the embedding and writes,
-    without building the index; `clock_seconds` is the same run on
+    without building the index. `clock_seconds` is the same run on
     the embedder's clock, which differs only under a `ScaledClock`. `minimum_seconds`, on that
     clock, is the lower bound the rate limits allow for the tokens and requests sent, None when
     the limits are unknown.
@@ -272,7 +272,7 @@ async def backfill(
 
     The text is `text_property`, or `text_template` (a `str.format` template over properties,
     such as `"{summary}\\n\\n{description}"`) when given. `key_property` names a property with a
-    range index or uniqueness constraint to page by; without it pages sort on element ids, which
+    range index or uniqueness constraint to page by. Without it, pages sort on element ids, which
     scans the label on every page. `where` is a Cypher condition on `n` that narrows the nodes.
     Write batches hold `batch_size` rows, and `write_concurrency` batches are written at once.
 

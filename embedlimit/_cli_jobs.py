@@ -75,6 +75,7 @@ def _add_backfill_parser(subcommands: argparse._SubParsersAction[argparse.Argume
         "command again after any stop to finish the job; committed nodes are not embedded again. "
         + _ENVIRONMENT_HELP,
     )
+
     nodes = parser.add_argument_group("nodes and text")
     nodes.add_argument("--label", required=True, help="label of the nodes to embed")
     text = nodes.add_mutually_exclusive_group(required=True)
@@ -93,7 +94,9 @@ def _add_backfill_parser(subcommands: argparse._SubParsersAction[argparse.Argume
     nodes.add_argument("--no-store-hash", action="store_true",
                        help="do not store the model name and text hash beside each vector "
                        "(stored by default as <embedding-property>_model and _hash)")
+
     _add_model_options(parser)
+
     writes = parser.add_argument_group("writes and index")
     writes.add_argument("--batch-size", type=int, default=200, metavar="ROWS",
                         help="vectors per write transaction (default: %(default)s)")
@@ -108,6 +111,7 @@ def _add_backfill_parser(subcommands: argparse._SubParsersAction[argparse.Argume
     writes.add_argument("--dead-letter", type=Path, metavar="FILE",
                         help="JSON Lines file for items that cannot be embedded "
                         "(default: <label>-dead-letters.jsonl in the current folder)")
+
     parser.add_argument("--dry-run", action="store_true",
                         help="count nodes and tokens, print the estimated cost and minimum time, send nothing")
     _add_common_options(parser)
@@ -122,7 +126,7 @@ def _add_replay_parser(subcommands: argparse._SubParsersAction[argparse.Argument
     )
     parser.add_argument("file", type=Path, help="dead-letter file written by backfill")
     _add_model_options(parser)
-    parser.add_argument("--batch-size", type=int, default=500, metavar="ROWS",
+    parser.add_argument("--batch-size", type=int, default=200, metavar="ROWS",
                         help="vectors per write transaction (default: %(default)s)")
     _add_common_options(parser)
     parser.set_defaults(handler=_run_replay)

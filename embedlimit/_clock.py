@@ -1,8 +1,8 @@
 """The one door through which time enters embedlimit.
 
 The limiter and the retry loop never call `time` or `asyncio.sleep` directly: they take a `Clock`.
-Production code uses `LoopClock`; tests pass a fake clock and move time by hand; benchmarks and the
-simulator share a `ScaledClock` so that a limit-minute passes in a second of real time.
+Production code uses `LoopClock`, and tests pass a fake clock and move time by hand. Benchmarks
+and the simulator share a `ScaledClock`, so that a limit-minute passes in a second of real time.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def text_hash(text: str) -> str:
 
 @dataclass(frozen=True)
 class TextSpec:
-    """How a node's text is built: one property, or a `str.format` template over several."""
+    """The source of a node's text: one property, or a `str.format` template over several."""
 
     property_name: str | None = None
     template: str | None = None
@@ -101,7 +101,7 @@ class VectorRow:
 
 @dataclass(frozen=True)
 class GraphTarget:
-    """Which nodes a backfill reads and writes, and where."""
+    """The nodes a backfill reads and writes: label, properties, filter and database."""
 
     label: str
     text: TextSpec
@@ -135,7 +135,7 @@ class GraphTarget:
         return f"n.{quote_name(self.key_property, 'key property')}"
 
     def missing_condition(self, refresh_stale: bool) -> str:
-        """The Cypher condition on `n` that selects the nodes to embed."""
+        """Return the Cypher condition on `n` that selects the nodes to embed."""
         embedding = f"n.{quote_name(self.embedding_property, 'embedding property')}"
         # A refresh fetches the nodes that have a vector too, and the caller compares text hashes.
         condition = "true" if refresh_stale else f"{embedding} IS NULL"
@@ -333,8 +333,8 @@ class _QuietRows(list[dict[str, Any]]):
 
     The neo4j driver (6.4) builds its DEBUG line for every query with `repr()` of all parameters,
     even when DEBUG is off. For 500 vectors of 1,536 floats that took about 0.66 s of the 0.8 s
-    a batch took to write; with this repr the same writes ran about five times faster. It also
-    keeps vectors out of the driver's DEBUG log.
+    a batch took to write. With this repr the same writes ran about five times faster, and vectors
+    stay out of the driver's DEBUG log.
     """
 
     def __repr__(self) -> str:

@@ -51,7 +51,7 @@ def read_dead_letters(path: Path) -> list[dict[str, Any]]:
 
 
 async def replay(driver: neo4j.AsyncDriver, embedder: Embedder, path: str | Path, *,
-                 database: str | None = None, batch_size: int = 500) -> ReplayReport:
+                 database: str | None = None, batch_size: int = 200) -> ReplayReport:
     """Embed the nodes listed in a dead-letter file again, and rewrite it with the failures left.
 
     Each entry's text is read from its node again, so a text fixed in the graph since the first

@@ -50,8 +50,8 @@ class StreamConfig:
     max_pending_inputs: int
     idle_flush: float
     token_cap: Callable[[], int] | None = None
-    """Return the most tokens a request may carry now; read before each chunk, so that a token
-    limit learned from the headers after the stream started applies to the batches still to come."""
+    """The max tokens a request may carry now, read before each chunk. A token limit learned from
+    the headers after the stream started then applies to the batches still to come."""
 
 
 @dataclass

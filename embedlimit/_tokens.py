@@ -53,8 +53,8 @@ def estimate_tokens(text: str) -> int:
     """Estimate a text's `cl100k_base` token count from above, without an encoding.
 
     English averages about 4 characters per token, but CJK text and emoji often take one token
-    or more per character, so each non-ASCII character counts as one token and each ASCII
-    character as a third of one (one extra for the rounding).
+    or more per character. So each non-ASCII character counts as one token, and each ASCII
+    character as a third of one, plus one token for the rounding.
     """
     non_ascii = sum(1 for character in text if ord(character) > 127)
     ascii_characters = len(text) - non_ascii

@@ -2,8 +2,8 @@
 
     python examples/debian_backfill.py [PACKAGES_FILE]
 
-1. Neo4j: the server at NEO4J_URI when set; otherwise a local test server (Java 17 and Maven),
-   whose data stays in .cache/demo-neo4j so that a second run resumes instead of starting over.
+1. Neo4j: the server at NEO4J_URI when set, else a local test server (Java 17 and Maven). Its
+   data stays in .cache/demo-neo4j, so a second run resumes instead of starting over.
 2. The API: the OpenAI simulator from `embedlimit.testing`, in this process, with the limits of
    a tier-1 key (3,000 RPM and 1,000,000 TPM) and its time sped up by --time-scale, so that the
    full file's limit-minutes pass in seconds.

@@ -85,12 +85,12 @@ def build() -> None:
     STAMP.write_text(key)
 
 
-def _run(command: list[str], what: str) -> None:
-    print(f"neo4j test server: {what} ...", file=sys.stderr, flush=True)
+def _run(command: list[str], step: str) -> None:
+    print(f"neo4j test server: {step} ...", file=sys.stderr, flush=True)
     result = subprocess.run(command, cwd=HERE, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-        raise Neo4jServerError(f"{what} failed with exit code {result.returncode}:\n{tail}")
+        raise Neo4jServerError(f"{step} failed with exit code {result.returncode}:\n{tail}")
 
 
 class Neo4jTestServer:
